@@ -1,0 +1,67 @@
+"""Sphinx configuration: MyST pages, the executed scenario gallery, furo."""
+
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
+
+import socklab  # noqa: E402
+
+# Examples call socklab.show(); in the build it hands views to sphinx-gallery as HTML.
+os.environ["SOCKLAB_OUTPUT"] = "html"
+
+project = "socklab"
+author = "the socklab developers"
+copyright = f"2026, {author}"
+release = version = socklab.__version__
+BUILD_KERNEL = os.uname().release
+BUILD_DATE = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+
+extensions = [
+    "myst_parser",
+    "sphinx_gallery.gen_gallery",
+    "sphinx_copybutton",
+    "sphinx.ext.autodoc",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/**/*.ipynb"]
+nitpicky = True
+nitpick_ignore_regex = [(r"py:.*", r"(socket\.socket|_?socklab\..*|object|Callable.*|.*Mapping.*|.*Sequence.*)")]
+myst_enable_extensions = ["colon_fence", "deflist", "substitution"]
+myst_substitutions = {"kernel": BUILD_KERNEL, "builddate": BUILD_DATE, "version": release}
+myst_heading_anchors = 3
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r".*\.py$",  # every example runs at build time
+    "ignore_pattern": r"__init__\.py",
+    "subsection_order": ["../examples/02_close"],
+    "within_subsection_order": "FileNameSortKey",
+    "capture_repr": ("_repr_html_", "__repr__"),
+    "image_scrapers": ("matplotlib", "socklab_gallery.pcap_scraper"),
+    "run_stale_examples": True,
+    "only_warn_on_example_error": False,
+    "remove_config_comments": True,
+    "download_all_examples": False,
+    "show_signature": False,
+    "plot_gallery": "True",
+}
+
+html_theme = "furo"
+html_title = "How TCP connections end"
+html_static_path = ["_static"]
+html_css_files = ["socklab.css"]
+html_last_updated_fmt = "%Y-%m-%d"
+html_theme_options = {
+    "footer_icons": [],
+    "source_repository": "",
+}
+html_context = {"build_kernel": BUILD_KERNEL, "build_date": BUILD_DATE}
+rst_epilog = f"""
+.. |kernel| replace:: {BUILD_KERNEL}
+.. |builddate| replace:: {BUILD_DATE}
+"""

@@ -1,0 +1,92 @@
+"""
+Peer close(), then send twice
+=============================
+
+The client closes its socket; the server's first ``send()`` still succeeds, the
+client's kernel answers that byte with an RST, and the server's second
+``send()`` fails with ``EPIPE``. This is the seed's central program, rewritten
+with Python's ``socket`` module and run on this build's kernel.
+"""
+
+# %%
+# The scenario
+# ------------
+# Plain socket calls, as in the seed: a listener on 127.0.0.1:4321, a client
+# that connects, the server side from ``accept()``. ``lab.snapshot`` records the
+# socket table (what the seed prints with ``netstat -tn``); ``lab.call`` records
+# what a call returned or which errno it raised; ``lab.wait_packet`` waits for
+# the packet the page is about instead of sleeping.
+import socket
+
+import socklab
+
+PORT = 4321
+
+
+def close_then_send(lab):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", PORT))
+    server, _ = listener.accept()
+    lab.snapshot("before close on client")
+
+    lab.call(client.close, label="client: close()")
+    lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
+    lab.snapshot("after close on client")
+
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
+    lab.wait_packet("R")  # the client's kernel answers with a reset
+    lab.snapshot("after send on server")
+
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
+
+
+run = socklab.run(close_then_send)
+
+# %%
+# Socket states
+# -------------
+# The same three moments as the seed's ``netstat`` output. After the close the
+# client sits in ``FIN-WAIT-2`` and the server in ``CLOSE-WAIT`` with
+# ``Recv-Q`` 1: the FIN occupies one sequence number the server has not read.
+# After the send, both sockets are gone: the RST freed them.
+socklab.show(run.states())
+
+# %%
+# Call results
+# ------------
+# The first ``send()`` returns 1: the kernel accepted the byte, it does not know
+# yet that nobody will read it. The second fails with ``EPIPE``.
+socklab.show(run.results())
+
+# %%
+# Packet trace
+# ------------
+# Handshake, the client's ``[F.]``, the server's ``[.]`` acknowledging it, the
+# server's byte ``[P.]``, and the client's ``[R]``: the reset that made the
+# second ``send()`` fail.
+socklab.show(run.trace())
+
+# %%
+# What this page claims
+# ---------------------
+# Checked against this build's run: if the kernel does anything else, the
+# build fails here and says which claim broke.
+run.expect(
+    calls={"server: send #1": 1, "server: send #2": "EPIPE"},
+    flow=["client [S]", "server [S.]", "client [.]", "client [F.]", "server [.]",
+          "server [P.]", "client [R]"],
+    states={
+        "after close on client": {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 1)},
+        "after send on server": {"client": None, "server": None},
+    },
+)
+socklab.show(run.about())
+
+# %%
+# .. admonition:: References
+#
+#    ``send(2)`` (``EPIPE``, ``MSG_NOSIGNAL``), ``tcp(7)``, RFC 9293 section 3.10.7
+#    (segment arrives on a CLOSED connection: send a reset).

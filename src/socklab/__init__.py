@@ -1,0 +1,28 @@
+"""socklab: run a socket scenario on the real kernel and show what happened.
+
+Layout: ``_lab`` runs a scenario in a forked child (``_netns`` isolates it,
+``_capture`` records its packets, ``_states`` its socket tables) and sends
+plain ``_records`` home; ``_run.Run`` turns them into views (``_render``), a
+trace (``_trace``) and checked claims; ``_ladder`` draws them.
+"""
+
+from ._lab import Lab, ScenarioError, ScenarioKilled, ScenarioTimeout, poll_names, run
+from ._netns import Isolation, probe
+from ._run import ClaimError, Run
+from ._show import show
+
+__all__ = [
+    "ClaimError",
+    "Isolation",
+    "Lab",
+    "Run",
+    "ScenarioError",
+    "ScenarioKilled",
+    "ScenarioTimeout",
+    "poll_names",
+    "probe",
+    "run",
+    "show",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,258 @@
+"""Socket state snapshots with ``ss`` semantics, from sock_diag netlink.
+
+Theory of operation
+-------------------
+``ss`` asks the kernel through NETLINK_SOCK_DIAG; so do we, with the same
+request structures (``linux/inet_diag.h``, ``linux/unix_diag.h``), so every
+column means what it means in ``ss``:
+
+* TCP: ``idiag_rqueue``/``idiag_wqueue``. For an ESTABLISHED-like socket they
+  are ``rcv_nxt - copied_seq`` and ``write_seq - snd_una``: bytes (and a FIN,
+  which takes a sequence number) received but not read, and sent but not
+  acknowledged. That is why the seed's CLOSE_WAIT socket shows Recv-Q 1. For a
+  LISTEN socket they are the accept queue and the backlog.
+* Unix stream: ``UNIX_DIAG_RQLEN``: bytes queued to read and to be read by the
+  peer (for LISTEN: pending connections and backlog).
+* The timer column is ``idiag_timer``/``idiag_expires`` printed like ``ss -o``.
+
+A dump shows only the sockets of the caller's network namespace, which is what
+makes a run isolated. Where netlink is unavailable, ``/proc/net/tcp`` is read
+instead (no backlog for LISTEN, which the table then says).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import socket
+import struct
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+
+#: Kernel TCP states (include/net/tcp_states.h): number -> (kernel name, ss name).
+TCP_STATES = {
+    1: ("ESTABLISHED", "ESTAB"),
+    2: ("SYN_SENT", "SYN-SENT"),
+    3: ("SYN_RECV", "SYN-RECV"),
+    4: ("FIN_WAIT1", "FIN-WAIT-1"),
+    5: ("FIN_WAIT2", "FIN-WAIT-2"),
+    6: ("TIME_WAIT", "TIME-WAIT"),
+    7: ("CLOSE", "UNCONN"),
+    8: ("CLOSE_WAIT", "CLOSE-WAIT"),
+    9: ("LAST_ACK", "LAST-ACK"),
+    10: ("LISTEN", "LISTEN"),
+    11: ("CLOSING", "CLOSING"),
+    12: ("NEW_SYN_RECV", "SYN-RECV"),
+}
+_BY_NAME = {}
+for _num, (_kernel, _ss) in TCP_STATES.items():
+    _BY_NAME[_kernel] = _kernel
+    _BY_NAME.setdefault(_ss, _kernel)
+_BY_NAME["CLOSED"] = "CLOSE"
+
+TIMERS = {0: "", 1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
+
+
+def kernel_state(name: str) -> str:
+    """Normalise a state name (kernel ``FIN_WAIT2`` or ss ``FIN-WAIT-2``) to the kernel's."""
+    key = name.strip().upper()
+    if key not in _BY_NAME:
+        raise ValueError(f"unknown TCP state {name!r}; known: {', '.join(sorted(_BY_NAME))}")
+    return _BY_NAME[key]
+
+
+def ss_state(name: str) -> str:
+    """The name ``ss`` prints for a state."""
+    kernel = kernel_state(name)
+    return next(ss for k, ss in TCP_STATES.values() if k == kernel)
+
+
+@dataclasses.dataclass(frozen=True)
+class SocketRow:
+    """One socket as ``ss`` shows it."""
+
+    netid: str  #: "tcp" or "u_str"
+    state: str  #: kernel name, e.g. "FIN_WAIT2" (``ss_state`` gives ss's)
+    recv_q: int
+    send_q: int
+    local: str  #: "127.0.0.1:4321", "[::1]:4321", or for Unix the path or "*"
+    peer: str
+    timer: str = ""  #: like ss -o: "timewait,59sec" ("" when none)
+    inode: int = 0
+
+    @property
+    def local_port(self) -> int | None:
+        return _port(self.local)
+
+    @property
+    def peer_port(self) -> int | None:
+        return _port(self.peer)
+
+
+def _port(addr: str) -> int | None:
+    head, sep, port = addr.rpartition(":")
+    return int(port) if sep and port.isdigit() else None
+
+
+def format_timer(kind: int, expires_ms: int, retrans: int = 0) -> str:
+    """Format a timer like ``ss -o`` does (``timewait,59sec,0``)."""
+    name = TIMERS.get(kind, f"timer{kind}")
+    if not name:
+        return ""
+    if expires_ms >= 60_000:
+        left = f"{expires_ms // 60_000}min{expires_ms % 60_000 // 1000}sec"
+    elif expires_ms >= 1000:
+        left = f"{expires_ms // 1000}sec"
+    else:
+        left = f"{expires_ms}ms"
+    return f"{name},{left},{retrans}"
+
+
+def format_address(family: int, raw: bytes, port: int) -> str:
+    if family == socket.AF_INET:
+        return f"{ipaddress.IPv4Address(raw[:4])}:{port}"
+    return f"[{ipaddress.IPv6Address(raw[:16])}]:{port}"
+
+
+# struct inet_diag_msg: family, state, timer, retrans, sockid(sport, dport, src[16],
+# dst[16], if, cookie[2]), expires, rqueue, wqueue, uid, inode
+_INET_DIAG_MSG = struct.Struct("=BBBB2s2s16s16sI8sIIIII")  # ports are big-endian
+
+
+def parse_inet_diag_msg(payload: bytes) -> SocketRow:
+    """Turn one ``inet_diag_msg`` into a row (fixed-input testable)."""
+    (family, state, timer, retrans, sport, dport, src, dst, _if, _cookie,
+     expires, rqueue, wqueue, _uid, inode) = _INET_DIAG_MSG.unpack_from(payload)
+    sport, dport = int.from_bytes(sport, "big"), int.from_bytes(dport, "big")
+    local = format_address(family, src, sport)
+    if state == 10:  # LISTEN: ss prints the wildcard peer
+        peer = "0.0.0.0:*" if family == socket.AF_INET else "[::]:*"
+    else:
+        peer = format_address(family, dst, dport)
+    return SocketRow("tcp", TCP_STATES.get(state, (f"STATE{state}", ""))[0], rqueue, wqueue,
+                     local, peer, format_timer(timer, expires, retrans), inode)
+
+
+# struct unix_diag_msg: family, type, state, pad, ino, cookie[2]
+_UNIX_DIAG_MSG = struct.Struct("=BBBBI8s")
+UNIX_DIAG_NAME, UNIX_DIAG_PEER, UNIX_DIAG_RQLEN = 0, 2, 4
+
+
+def _attributes(payload: bytes, offset: int):
+    while offset + 4 <= len(payload):
+        length, kind = struct.unpack_from("=HH", payload, offset)
+        if length < 4:
+            break
+        yield kind, payload[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+
+
+def parse_unix_diag_msg(payload: bytes) -> SocketRow | None:
+    """Turn one ``unix_diag_msg`` (with NAME, PEER, RQLEN attributes) into a row."""
+    _family, kind, state, _pad, inode, _cookie = _UNIX_DIAG_MSG.unpack_from(payload)
+    if kind != socket.SOCK_STREAM:
+        return None
+    name, peer_inode, rq, wq = "", 0, 0, 0
+    for attr, value in _attributes(payload, _UNIX_DIAG_MSG.size):
+        if attr == UNIX_DIAG_NAME:
+            name = value.rstrip(b"\0").decode(errors="replace") or ""
+            if value[:1] == b"\0":
+                name = "@" + value[1:].decode(errors="replace")
+        elif attr == UNIX_DIAG_PEER:
+            peer_inode = struct.unpack("=I", value[:4])[0]
+        elif attr == UNIX_DIAG_RQLEN:
+            rq, wq = struct.unpack("=II", value[:8])
+    state_name = {1: "ESTABLISHED", 7: "CLOSE", 10: "LISTEN"}.get(state, TCP_STATES.get(state, ("?",))[0])
+    local = f"{name or '*'} {inode}"
+    peer = f"* {peer_inode}" if peer_inode else "*"
+    return SocketRow("u_str", state_name, rq, wq, local, peer, "", inode)
+
+
+def _dump(request: bytes) -> list[bytes]:
+    """Send one sock_diag dump request; return the payload of every answer."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
+        header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY,
+                             NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+        nl.sendto(header + request, (0, 0))
+        out = []
+        while True:
+            data = nl.recv(1 << 16)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _flags, _seq, _pid = struct.unpack_from("=IHHII", data, offset)
+                if kind == NLMSG_DONE:
+                    return out
+                if kind == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", data, offset + 16)[0]
+                    raise OSError(err, f"sock_diag refused the dump (errno {err})")
+                out.append(data[offset + 16 : offset + length])
+                offset += (length + 3) & ~3
+
+
+def tcp_rows() -> list[SocketRow]:
+    """Every TCP socket of this network namespace, IPv4 then IPv6."""
+    rows = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        # struct inet_diag_req_v2: family, protocol, ext, pad, states, sockid (zeros)
+        request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + bytes(48)
+        rows += [parse_inet_diag_msg(p) for p in _dump(request)]
+    return rows
+
+
+def unix_stream_rows() -> list[SocketRow]:
+    """Every Unix stream socket of this network namespace."""
+    # struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2]
+    show = (1 << 0) | (1 << 2) | (1 << 4)  # UDIAG_SHOW_NAME | _PEER | _RQLEN
+    request = struct.pack("=BBHIII8s", socket.AF_UNIX, 0, 0, 0xFFFFFFFF, 0, show, bytes(8))
+    return [row for p in _dump(request) if (row := parse_unix_diag_msg(p)) is not None]
+
+
+def parse_proc_net_tcp(text: str, family: int = socket.AF_INET) -> list[SocketRow]:
+    """Fallback: rows from /proc/net/tcp or /proc/net/tcp6 text (no LISTEN backlog)."""
+    rows = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10:
+            continue
+        local, peer, state = fields[1], fields[2], int(fields[3], 16)
+        tx, rx = (int(x, 16) for x in fields[4].split(":"))
+        timer_kind, expires = fields[5].split(":")
+        peer_text = ("0.0.0.0:*" if family == socket.AF_INET else "[::]:*") if state == 10 else (
+            _proc_address(peer, family))
+        rows.append(SocketRow(
+            "tcp", TCP_STATES.get(state, (f"STATE{state}",))[0], rx, tx,
+            _proc_address(local, family), peer_text,
+            format_timer(int(timer_kind, 16), int(expires, 16) * 10),  # jiffies at HZ=100 approx
+            int(fields[9]),
+        ))
+    return rows
+
+
+def _proc_address(field: str, family: int) -> str:
+    addr, port = field.split(":")
+    raw = bytes.fromhex(addr)
+    # /proc prints each 32-bit word in host (little-endian) order
+    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return format_address(family, raw, int(port, 16))
+
+
+def snapshot(unix: bool = True) -> list[SocketRow]:
+    """All TCP (and Unix stream) sockets visible here; netlink, else /proc."""
+    try:
+        rows = tcp_rows()
+    except OSError:
+        rows = []
+        for path, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+            with open(path) as f:
+                rows += parse_proc_net_tcp(f.read(), family)
+    if unix:
+        try:
+            rows += unix_stream_rows()
+        except OSError:
+            pass
+    return rows
