@@ -39,7 +39,12 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": r".*\.py$",  # every example runs at build time
     "ignore_pattern": r"__init__\.py",
-    "subsection_order": ["../examples/02_close"],
+    "subsection_order": [
+        "../examples/01_local",
+        "../examples/02_close",
+        "../examples/03_reset",
+        "../examples/04_comments",
+    ],
     "within_subsection_order": "FileNameSortKey",
     "capture_repr": ("_repr_html_", "__repr__"),
     "image_scrapers": ("matplotlib", "socklab_gallery.pcap_scraper"),

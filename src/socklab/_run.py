@@ -53,14 +53,29 @@ class Run:
     # -- derived data ----------------------------------------------------------
     @property
     def packets(self) -> list[_trace.Packet]:
-        """The TCP packets captured, in order (dissected on first use)."""
+        """The scenario's TCP packets, in order (dissected on first use).
+
+        In a private namespace every packet on ``lo`` is the scenario's. Without
+        one, the capture saw the host's loopback too: keep only the packets
+        between the scenario's own sockets.
+        """
         if self._packets is None:
-            self._packets = _trace.dissect(self.frames)
+            packets = _trace.dissect(self.frames)
+            if not self.isolation.private:
+                own = self._own_ports()
+                packets = [p for p in packets if p.sport in own and p.dport in own]
+            self._packets = packets
         return self._packets
+
+    def _own_ports(self) -> set[int | None]:
+        ports = {port for s in self.snapshots for row in s.rows for port in (row.local_port, row.peer_port)}
+        for c in self.calls:
+            ports |= {int(a.rpartition(":")[2]) for a in (c.local, c.peer) if a}
+        return ports
 
     def pcap(self) -> bytes:
         """The capture as a pcap file (open it with Wireshark or ``tcpdump -r``)."""
-        return _trace.pcap_bytes(self.frames)
+        return _trace.pcap_bytes([self.frames[p.frame] for p in self.packets])
 
     def save_pcap(self, path: str | os.PathLike) -> str:
         with open(path, "wb") as f:
@@ -199,7 +214,7 @@ class Run:
         """Where this ran: kernel, isolation, capture, notes."""
         notes = list(self.notes)
         if self.isolation.reason:
-            notes.insert(0, f"WARNING: {self.isolation.reason}. To fix: {self.isolation.fix}")
+            notes.insert(0, f"WARNING: {self.isolation.reason}. Fix: {self.isolation.fix}")
         return Table(f"{self.name}: Linux {self.kernel}; {self.isolation.describe().split('. Missing')[0]}",
                      [], [], notes=notes, empty="")
 

@@ -39,6 +39,7 @@ class Packet:
     length: int  #: payload bytes
     options: str  #: "mss 65495,sackOK,TS,nop,wscale 7" ("" when none)
     payload: bytes = b""
+    frame: int = 0  #: index of the captured frame it came from
 
     @property
     def source(self) -> str:
@@ -105,7 +106,7 @@ def dissect(frames: list[tuple[int, bytes]]) -> list[Packet]:
     from scapy.layers.l2 import Ether
 
     raw = []
-    for time_ns, data in frames:
+    for number, (time_ns, data) in enumerate(frames):
         frame = Ether(data)
         if TCP not in frame:
             continue
@@ -113,13 +114,13 @@ def dissect(frames: list[tuple[int, bytes]]) -> list[Packet]:
         tcp = frame[TCP]
         raw.append((time_ns, "IP" if IP in frame else "IP6", ip_layer.src, tcp.sport, ip_layer.dst,
                     tcp.dport, int(tcp.flags), tcp.seq, tcp.ack, tcp.window, len(tcp.payload),
-                    option_text(tcp.options), bytes(tcp.payload)))
+                    option_text(tcp.options), bytes(tcp.payload), number))
     isn: dict[tuple, int] = {}
     for r in raw:
         if r[6] & 0x02:  # SYN
             isn.setdefault((r[2], r[3], r[4], r[5]), r[7])
     packets = []
-    for i, (t, ip, src, sport, dst, dport, bits, seq, ack, win, length, opts, payload) in enumerate(raw):
+    for i, (t, ip, src, sport, dst, dport, bits, seq, ack, win, length, opts, payload, number) in enumerate(raw):
         mine = isn.get((src, sport, dst, dport))
         theirs = isn.get((dst, dport, src, sport))
         rel_seq = (seq - mine) % 2**32 if mine is not None else seq
@@ -127,7 +128,7 @@ def dissect(frames: list[tuple[int, bytes]]) -> list[Packet]:
         if bits & 0x10:
             rel_ack = (ack - theirs) % 2**32 if theirs is not None else ack
         packets.append(Packet(i, t, ip, src, sport, dst, dport, flag_text(bits), rel_seq, rel_ack,
-                              win, length, opts, payload))
+                              win, length, opts, payload, number))
     return packets
 
 

@@ -1,0 +1,51 @@
+"""Scenarios shared by the tests (the seed's central one, and small fault cases)."""
+
+import socket
+
+PORT = 4321
+
+
+def close_then_send(lab):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", PORT))
+    server, _ = listener.accept()
+    lab.snapshot("before close on client")
+    lab.call(client.close, label="close")
+    lab.wait_packet(".", sport=PORT)
+    lab.snapshot("after close on client")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
+    lab.wait_packet("R")
+    lab.snapshot("after send on server")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
+
+
+def bare_close_then_send():
+    """The same calls with no observation at all (the benchmark's baseline)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    client.close()
+    server.send(b"a", socket.MSG_NOSIGNAL)
+    try:
+        server.recv(1)  # returns when the RST has arrived
+    except ConnectionResetError:
+        pass
+    try:
+        server.send(b"a", socket.MSG_NOSIGNAL)
+    except BrokenPipeError:
+        pass
+    for s in (listener, server):
+        s.close()
+
+
+SEED_FLOW = ["client [S]", "server [S.]", "client [.]", "client [F.]", "server [.]", "server [P.]", "client [R]"]
+
+
+def empty(lab):
+    pass
