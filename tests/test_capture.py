@@ -1,0 +1,37 @@
+"""The capture: each packet once, flushed by a marker, inside a private namespace."""
+
+import socket
+
+import socklab
+from socklab import _capture
+
+
+def test_tcp_summary_reads_ports_and_flags():
+    from test_trace import SEED
+    assert _capture.tcp_summary(SEED[0][1]) == (50000, 4321, 0x02)
+    assert _capture.tcp_summary(b"short") is None
+
+
+def exchange(lab):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 4321))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", 4321))
+    server, _ = listener.accept()
+    for i in range(20):
+        client.send(b"x" * (i + 1))
+        server.recv(100)
+    # no wait: every segment was transmitted before the flush, which is what is tested
+
+
+def test_each_packet_appears_once_and_none_is_lost():
+    run = socklab.run(exchange)
+    data = [p for p in run.packets if p.length]
+    assert [p.length for p in data] == list(range(1, 21))
+    assert len({(p.sport, p.seq, p.flags, p.ack) for p in run.packets}) == len(run.packets)
+
+
+def test_flush_marker_is_not_in_the_trace():
+    run = socklab.run(exchange)
+    assert all(p.sport != 9 and p.dport != 9 for p in run.packets)
+    assert len(run.frames) == len(run.packets)  # no UDP marker frame left
