@@ -21,7 +21,8 @@ BUILD = ROOT / "docs" / "_build" / "html"
 def docs(session: nox.Session) -> None:
     """Build the site into docs/_build/html (warnings are errors)."""
     session.install("-e", ".[docs]")
-    for stale in ("docs/_build", "docs/auto_examples", "docs/gen_modules", "docs/sg_execution_times.rst"):
+    for stale in ("docs/_build", "docs/auto_examples", "docs/gen_modules", "docs/_generated",
+                  "docs/sg_execution_times.rst"):
         path = ROOT / stale
         if path.is_dir():
             shutil.rmtree(path)

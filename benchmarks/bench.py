@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import scenarios  # noqa: E402
-
 import socklab  # noqa: E402
 
 

@@ -2,9 +2,8 @@
 
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
 
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
@@ -18,16 +17,19 @@ author = "the socklab developers"
 copyright = f"2026, {author}"
 release = version = socklab.__version__
 BUILD_KERNEL = os.uname().release
-BUILD_DATE = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+BUILD_DATE = datetime.now(UTC).strftime("%Y-%m-%d")
 
 extensions = [
     "myst_parser",
     "sphinx_gallery.gen_gallery",
     "sphinx_copybutton",
     "sphinx.ext.autodoc",
+    "socklab_gallery",
 ]
+manpages_url = "https://man7.org/linux/man-pages/man{section}/{page}.{section}.html"
+templates_path = ["_templates"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/**/*.ipynb"]
+exclude_patterns = ["_build", "_generated", "auto_examples/*.ipynb", "auto_examples/**/*.ipynb"]
 nitpicky = True
 nitpick_ignore_regex = [(r"py:.*", r"(socket\.socket|_?socklab\..*|object|Callable.*|.*Mapping.*|.*Sequence.*)")]
 myst_enable_extensions = ["colon_fence", "deflist", "substitution"]

@@ -8,8 +8,8 @@ import textwrap
 import threading
 
 import pytest
-import scenarios
 
+import scenarios
 import socklab
 from socklab import _netns
 

@@ -1,11 +1,11 @@
 """Run: roles, views and claims, from fixed records (no kernel involved)."""
 
 import pytest
-from test_trace import SEED
 
 from socklab import ClaimError, Run
 from socklab._records import Call, Finished, Frames, Snapshot, Started
 from socklab._states import SocketRow
+from test_trace import SEED
 
 LISTENER = SocketRow("tcp", "LISTEN", 0, 1, "127.0.0.1:4321", "0.0.0.0:*", "", 1)
 

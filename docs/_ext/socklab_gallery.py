@@ -1,35 +1,49 @@
-"""sphinx-gallery scraper: every Run an example made becomes a pcap download.
+"""Sphinx glue for socklab: pcap downloads and the pages generated from all runs.
 
-After each code block, look in the example's globals for ``socklab.Run``
-objects not yet published, write each one's capture next to the generated page
-and return a ``:download:`` link. The file is the capture of this build's run.
+* ``pcap_scraper`` (a sphinx-gallery image scraper): after each code block, every
+  ``socklab.Run`` in the example's globals not yet published gets its capture
+  written next to the generated page and a ``:download:`` link. The file is the
+  capture of this build's run.
+* The same scraper remembers every run with its page. When sphinx-gallery has
+  executed all examples (``builder-inited``, after sphinx-gallery's own handler),
+  ``write_tables`` writes the "what happens when" matrix and the errno table
+  into ``docs/_generated/``, which the matrix and errno pages include. A build
+  that executed no scenario fails instead of publishing empty tables.
 """
+
+from __future__ import annotations
 
 from pathlib import Path
 
 import socklab
+from socklab._summary import MATRIX_COLUMNS, errno_rows, matrix_row
+
+GENERATED = "_generated"
 
 
 class PcapScraper:
     def __init__(self) -> None:
-        self.seen: set[int] = set()
+        self.published: set[int] = set()
+        self.runs: dict[int, tuple[str, socklab.Run]] = {}  # id -> (docname, run)
 
     def __repr__(self) -> str:  # sphinx-gallery hashes the config by repr
         return "PcapScraper()"
 
     def __call__(self, block, block_vars, gallery_conf) -> str:
-        runs = [v for v in block_vars["example_globals"].values()
-                if isinstance(v, socklab.Run) and id(v) not in self.seen]
+        target = Path(block_vars["target_file"])
+        docname = target.relative_to(Path(gallery_conf["src_dir"])).with_suffix("").as_posix()
         links = []
-        for run in runs:
-            self.seen.add(id(run))
-            if not run.frames:
+        for value in block_vars["example_globals"].values():
+            if not isinstance(value, socklab.Run) or id(value) in self.published:
                 continue
-            target = Path(block_vars["target_file"])
-            pcap = target.with_name(f"{target.stem}_{run.name}.pcap")
-            run.save_pcap(pcap)
+            self.published.add(id(value))
+            self.runs[id(value)] = (docname, value)
+            if not value.packets:
+                continue
+            pcap = target.with_name(f"{target.stem}_{value.name}.pcap")
+            value.save_pcap(pcap)
             links.append(
-                f":download:`{pcap.name} <{pcap.name}>`: the {len(run.packets)} packets of this "
+                f":download:`{pcap.name} <{pcap.name}>`: the {len(value.packets)} packets of this "
                 "build's run, to open in Wireshark or with ``tcpdump -r``."
             )
         if not links:
@@ -40,3 +54,36 @@ class PcapScraper:
 
 #: What conf.py names in ``image_scrapers`` (by its dotted path, so the config pickles).
 pcap_scraper = PcapScraper()
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(app) -> None:
+    runs = sorted(pcap_scraper.runs.values(), key=lambda item: item[0])
+    if not runs:
+        raise RuntimeError("socklab: no scenario ran in this build, so the matrix and errno tables would "
+                           "be empty; check sphinx_gallery_conf['filename_pattern'] and that plot_gallery is on")
+    out = Path(app.srcdir) / GENERATED
+    out.mkdir(exist_ok=True)
+    matrix = [[f"{{doc}}`/{doc}`", *matrix_row(run)] for doc, run in runs if run.summary]
+    errnos = [[f"{{doc}}`/{doc}`", *row] for doc, run in runs for row in errno_rows(run)]
+    kernel = runs[0][1].kernel
+    (out / "matrix.md").write_text(
+        f"*Generated from {len(matrix)} scenario runs on Linux {kernel} during this build.*\n\n"
+        + _table(["scenario", *MATRIX_COLUMNS], matrix))
+    (out / "errno.md").write_text(
+        f"*Every failed call of {len(runs)} scenario runs on Linux {kernel} during this build.*\n\n"
+        + _table(["scenario", "call", "by", "socket state before the call", "errno"], errnos))
+
+
+def setup(app):
+    app.connect("builder-inited", write_tables, priority=900)  # after sphinx-gallery ran the examples
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -83,6 +83,7 @@ run.expect(
         "after send on server": {"client": None, "server": None},
     },
 )
+run.summarize(closer="client: close()", sends=["server: send #1", "server: send #2"])
 socklab.show(run.about())
 
 # %%

@@ -145,20 +145,21 @@ class Lab:
         the scenario's text: ``lab.call(server.send, b"a", socket.MSG_NOSIGNAL)``.
         """
         owner = getattr(fn, "__self__", None)
-        local, peer, listening = "", "", False
+        local, peer, listening, inode = "", "", False, 0
         if isinstance(owner, socket.socket) and owner.fileno() >= 0:
             local, peer = _address(owner, False), _address(owner, True)
             listening = bool(owner.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-        label = label or getattr(fn, "__name__", repr(fn))
+            inode = os.fstat(owner.fileno()).st_ino
+        label = label or str(getattr(fn, "__name__", repr(fn)))
         # Announce the call first, so a signal that kills us during it is attributed.
         self._emit(Calling(label))
         try:
             value = fn(*args, **kwargs)
         except OSError as e:
             name = errno_module.errorcode.get(e.errno or 0, str(e.errno))
-            self._emit(Call(label, time.time_ns(), None, name, local, peer, listening))
+            self._emit(Call(label, time.time_ns(), None, name, local, peer, listening, inode))
             return None
-        self._emit(Call(label, time.time_ns(), _short_repr(value), None, local, peer, listening))
+        self._emit(Call(label, time.time_ns(), _short_repr(value), None, local, peer, listening, inode))
         return value
 
     def name(self, sock: socket.socket, name: str) -> None:
@@ -177,10 +178,8 @@ class Lab:
         `sock` is an open socket, or a ``(local, peer)`` address pair such as
         ``("127.0.0.1:50000", "127.0.0.1:4321")`` for one that was closed.
         """
-        if isinstance(sock, socket.socket):
-            key = (_address(sock, False), _address(sock, True) or None)
-        else:
-            key = sock
+        key: tuple[str, str | None] = (
+            (_address(sock, False), _address(sock, True) or None) if isinstance(sock, socket.socket) else sock)
         want = _states.kernel_state(state) if state else None
 
         def current() -> str | None:
@@ -231,7 +230,8 @@ class Lab:
         result = p.poll(timeout * 1000)
         revents = result[0][1] if result else 0
         self._emit(Call(label or f"poll({poll_names(events)})", time.time_ns(), poll_names(revents),
-                        None, _address(sock, False), _address(sock, True)))
+                        None, _address(sock, False), _address(sock, True), False,
+                        os.fstat(sock.fileno()).st_ino))
         return revents
 
 
@@ -278,7 +278,7 @@ def _child(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int)
             scenario(lab)
             if capture is not None:
                 frames = capture.flush()
-                lab._capture.frames = frames  # the marker and anything after it are dropped
+                capture.frames = frames  # the marker and anything after it are dropped
                 lab._frames_sent = min(lab._frames_sent, len(frames))
                 lab._send_frames()
             send(Finished(time.time_ns()))
@@ -311,7 +311,7 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     """
     if not callable(scenario):
         raise TypeError(f"run() needs a function taking a Lab, not {scenario!r}")
-    name = name or getattr(scenario, "__name__", "scenario")
+    name = name or str(getattr(scenario, "__name__", "scenario"))
     isolation = _netns.probe()
     r, w = os.pipe()
     pid = os.fork()

@@ -123,9 +123,10 @@ def enter(mode: str) -> None:
 def can_capture() -> tuple[bool, str]:
     """Whether this process may open an AF_PACKET socket; (ok, reason)."""
     try:
-        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)).close()
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()  # CAP_NET_RAW is checked at creation
     except OSError as e:
-        return False, f"opening a packet socket failed: {errno.errorcode.get(e.errno, e.errno)} ({e.strerror})"
+        name = errno.errorcode.get(e.errno or 0, str(e.errno))
+        return False, f"opening a packet socket failed: {name} ({e.strerror})"
     return True, ""
 
 
@@ -140,7 +141,7 @@ def _try_in_child(mode: str) -> tuple[bool, bool, str]:
             try:
                 enter(mode)
             except OSError as e:
-                msg = f"0\0{errno.errorcode.get(e.errno, e.errno)} ({e.strerror})"
+                msg = f"0\0{errno.errorcode.get(e.errno or 0, str(e.errno))} ({e.strerror})"
             else:
                 ok, why = can_capture()
                 msg = f"1{int(ok)}\0{why}"

@@ -32,6 +32,7 @@ class Call:
     local: str = ""  #: the socket's own address before the call ("" if not a socket)
     peer: str = ""
     listening: bool = False  #: the socket was a listener
+    inode: int = 0  #: the socket's inode (matches SocketRow.inode), 0 if not a socket
 
     @property
     def outcome(self) -> str:

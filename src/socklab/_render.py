@@ -31,10 +31,10 @@ class Table:
         else:
             widths = [max(len(c), *(len(r[i]) for r in self.rows)) for i, c in enumerate(self.columns)]
             marks = self.classes or [""] * len(self.rows)
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(self.columns, widths)).rstrip())
-            for row, mark in zip(self.rows, marks):
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(self.columns, widths, strict=True)).rstrip())
+            for row, mark in zip(self.rows, marks, strict=True):
                 prefix = "> " if mark else "  "
-                lines.append(prefix + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+                lines.append(prefix + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         lines += [f"  {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -51,7 +51,7 @@ class Table:
             out += [f"<th>{html.escape(c)}</th>" for c in self.columns]
             out.append("</tr></thead><tbody>")
             marks = self.classes or [""] * len(self.rows)
-            for row, mark in zip(self.rows, marks):
+            for row, mark in zip(self.rows, marks, strict=True):
                 cls = f' class="sl-{mark}"' if mark else ""
                 out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
             out.append("</tbody></table></div>")
@@ -92,7 +92,7 @@ class Lines:
             out.append(f'<p class="sl-title">{html.escape(self.title)}</p>')
         out.append('<pre class="sl-trace">')
         marks = self.classes or [""] * len(self.lines)
-        for line, mark in zip(self.lines, marks):
+        for line, mark in zip(self.lines, marks, strict=True):
             cls = f' class="sl-{mark}"' if mark else ""
             out.append(f"<span{cls}>{html.escape(line)}</span>\n")
         if not self.lines:

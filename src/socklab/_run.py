@@ -47,6 +47,7 @@ class Run:
         self.frames = [f for r in records if isinstance(r, Frames) for f in r.frames]
         self.finished = any(isinstance(r, (Finished, Failed)) for r in records)
         self.killed_by: str | None = None
+        self.summary: dict | None = None
         self._names = [r for r in records if isinstance(r, Named)]
         self._packets: list[_trace.Packet] | None = None
 
@@ -125,7 +126,7 @@ class Run:
     def _roles(self, rows: Sequence[SocketRow]) -> list[str]:
         names = [self.role(r) for r in rows]
         return [f"{n}:{r.local_port}" if names.count(n) > 1 and r.state != "LISTEN" else n
-                for n, r in zip(names, rows)]
+                for n, r in zip(names, rows, strict=True)]
 
     def snapshot(self, label: str) -> Snapshot:
         for s in self.snapshots:
@@ -137,7 +138,7 @@ class Run:
     def states_at(self, label: str) -> dict[str, SocketRow]:
         """{role: row} of the snapshot `label`."""
         rows = self.snapshot(label).rows
-        return dict(zip(self._roles(rows), rows))
+        return dict(zip(self._roles(rows), rows, strict=True))
 
     def call(self, label: str) -> Call:
         for c in self.calls:
@@ -162,7 +163,7 @@ class Run:
             before = {(r.local, r.peer): r for r in self.snapshots[i - 1].rows} if i else {}
             rows, classes = [], []
             roles = self._roles(snap.rows)
-            for role, row in zip(roles, snap.rows):
+            for role, row in zip(roles, snap.rows, strict=True):
                 prior = before.get((row.local, row.peer))
                 rows.append([role, ss_state(row.state) if row.netid == "tcp" else _unix_state(row.state),
                              str(row.recv_q), str(row.send_q), row.local, row.peer, row.timer])
@@ -224,6 +225,18 @@ class Run:
     def _repr_html_(self) -> str:
         return Group([self.about(), self.states(), self.results(), self.trace()])._repr_html_()
 
+    def summarize(self, *, closer: str, sends: Sequence[str] = (), recv: str | None = None) -> Run:
+        """Say which recorded calls are which, for the site's "what happens when" matrix.
+
+        `closer` is the label of the call that ends the connection; `sends` the
+        labels of the other side's first and second send; `recv` its receive.
+        Only labels are given here: every value in the matrix is read from the run.
+        """
+        for label in (closer, *sends, *([recv] if recv else [])):
+            self.call(label)  # fail now, with the known labels, on a typo
+        self.summary = {"closer": closer, "sends": list(sends), "recv": recv}
+        return self
+
     # -- claims ----------------------------------------------------------------
     def expect(self, *, calls: Mapping[str, object] | None = None, flow: Sequence[str] | None = None,
                states: Mapping[str, Mapping[str, object]] | None = None,
@@ -265,7 +278,8 @@ class Run:
         where = f"state of {role} at {label!r}"
         if want is None:
             return [] if row is None else [f"{where}: the page says gone, the kernel shows {row.state}"]
-        state, recv_q = (want, None) if isinstance(want, str) else want  # type: ignore[misc]
+        state, recv_q = (want, None) if isinstance(want, str) else tuple(want)  # type: ignore[arg-type]
+        state = str(state)
         if row is None:
             return [f"{where}: the page says {state}, the socket is not in the table"]
         problems = []

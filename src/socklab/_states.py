@@ -179,7 +179,7 @@ def _dump(request: bytes) -> list[bytes]:
         header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY,
                              NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
         nl.sendto(header + request, (0, 0))
-        out = []
+        out: list[bytes] = []
         while True:
             data = nl.recv(1 << 16)
             offset = 0

@@ -1,0 +1,257 @@
+"""Ladder (sequence) diagrams of a run: packets, calls and socket states in time order.
+
+Theory of operation
+-------------------
+A ladder has two lifelines: the endpoint that sent the first SYN (the client)
+on the left, its peer on the right. Without a capture the client is found in
+the snapshots (``Run.role``). Everything drawn comes from the run:
+
+* each captured packet of that connection is an arrow from sender to receiver,
+  sloping down because time passes, labelled with its flags in words and its
+  relative ``seq``/``ack`` (as the trace prints them);
+* each recorded call on either socket is written beside its side's lifeline at
+  the moment it *returned* (``Call.time_ns``), with its result or errno;
+* each snapshot writes a side's state on its lifeline where the state changed;
+  a socket that was in a snapshot and is gone from a later one is ``CLOSED``.
+
+Packets, calls and snapshots are merged by time (the kernel's packet stamps and
+the calls' ``time.time_ns()`` are the same realtime clock) and each gets its own
+row: order is what a reader needs, so rows are evenly spaced and the real time
+from the first packet is written at the left (``+2.216 ms``), not to scale.
+
+Every artist that carries a fact has a ``gid`` (``packet-3``, ``packet-3-label``,
+``call-1``, ``state-left-0``, ``time-4``): the tests check the picture against
+the run through them, and an SVG keeps them as element ids.
+
+Colours: a PNG cannot follow the site's light/dark switch, and dark text on a
+transparent background vanishes in dark mode. So the figure draws its own very
+light card with a grey rounded border; only the corners outside it are
+transparent. The card reads the same on both themes. The alt text
+(``ladder_alt``) is set as an invisible axes title, where sphinx-gallery's
+scraper takes a figure's ``:alt:`` from.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from ._run import Run
+    from ._trace import Packet
+
+WIDTH = 6.5  #: inches: about 650 px at 100 dpi, shown scaled down on a phone
+INK, MUTED, CARD, BORDER = "#1f2328", "#59636e", "#f6f8fa", "#c4ccd5"
+EMPHASIS, FIN_BLUE, STATE_FILL, STATE_EDGE = "#cf222e", "#0550ae", "#fff8c5", "#bf8700"
+FONT, SMALL = 10, 9  #: points; never below 9 (the image is scaled down on phones)
+_WORDS = (("S", "SYN"), ("F", "FIN"), ("R", "RST"), ("P", "PSH"), ("U", "URG"), ("E", "ECE"),
+          ("W", "CWR"), (".", "ACK"))
+_X_TIME, _X = 0.95, (1.75, 5.55)  # time labels' right edge; left and right lifelines
+_ROW = {"packet": 0.42, "call": 0.28, "state": 0.34}
+_TOP, _BOTTOM = 0.95, 0.5
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot, on Agg when there is no display and no backend was chosen.
+
+    Figures go through pyplot (not a bare ``Figure``) because sphinx-gallery's
+    scraper collects ``plt.get_fignums()`` and a reader running a script by hand
+    may call ``plt.show()``.
+    """
+    import matplotlib
+
+    headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if headless and "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def card(height: float, alt: str) -> tuple[Figure, Axes]:
+    """A WIDTH x `height` inch figure, one axes in inches (y down) on a light rounded card."""
+    from matplotlib.patches import FancyBboxPatch
+
+    fig = pyplot().figure(figsize=(WIDTH, height), facecolor="none")
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, WIDTH)
+    ax.set_ylim(height, 0)
+    ax.axis("off")
+    ax.add_patch(FancyBboxPatch((0.04, 0.04), WIDTH - 0.08, height - 0.08, facecolor=CARD,
+                                edgecolor=BORDER, linewidth=1.2, zorder=0, gid="card",
+                                boxstyle="round,pad=0,rounding_size=0.14"))
+    ax.set_title(alt, loc="left", visible=False)  # sphinx-gallery's :alt: text
+    return fig, ax
+
+
+def flag_words(flags: str) -> str:
+    """tcpdump's flag letters in words: ``"S."`` -> ``"SYN-ACK"``, ``"P."`` -> ``"PSH-ACK"``."""
+    return "-".join(word for letter, word in _WORDS if letter in flags) or "no flags"
+
+
+def _endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _sides(run: Run) -> tuple[str, str] | None:
+    """(left, right) endpoints as "addr:port": the SYN's sender first."""
+    if run.packets:
+        p = next((p for p in run.packets if p.flags == "S"), run.packets[0])
+        ends = (_endpoint(p.src, p.sport), _endpoint(p.dst, p.dport))
+        swap = p.flags != "S" and run.endpoint_role(p.src, p.sport) == "server"
+        return (ends[1], ends[0]) if swap else ends
+    for snap in run.snapshots:
+        for row in snap.rows:
+            if row.netid == "tcp" and row.state != "LISTEN" and run.role(row) == "client":
+                return row.local, row.peer
+    return None
+
+
+def _details(p: Packet) -> str:
+    parts = []
+    if p.length:
+        parts.append(f"seq {p.seq}:{p.seq + p.length}")
+    elif any(f in p.flags for f in "SFR"):
+        parts.append(f"seq {p.seq}")
+    if p.ack is not None:
+        parts.append(f"ack {p.ack}")
+    return " ".join(parts)
+
+
+def _call_text(label: str, role: str, outcome: str) -> str:
+    label = label.removeprefix(f"{role}: ")
+    if outcome == "None":
+        return label
+    return f"{label} = {outcome if len(outcome) <= 18 else outcome[:17] + '…'}"
+
+
+def events(run: Run, emphasise: str | None = "R") -> tuple[tuple[str, str] | None, list[dict]]:
+    """The ladder's rows, in time order: ``{"kind", "time_ns", ...}`` dicts (and the two endpoints)."""
+    sides = _sides(run)
+    if sides is None:
+        return None, []
+    roles = [run.endpoint_role(*_split(end)) for end in sides]
+    rows: list[dict] = []
+    for p in run.packets:
+        src, dst = _endpoint(p.src, p.sport), _endpoint(p.dst, p.dport)
+        if {src, dst} == set(sides):
+            rows.append({"kind": "packet", "time_ns": p.time_ns, "packet": p, "from": sides.index(src),
+                         "emphasised": bool(emphasise) and all(f in p.flags for f in emphasise or "")})
+    for j, c in enumerate(run.calls):
+        if c.local in sides and (not c.peer or c.peer in sides or c.listening):
+            side = sides.index(c.local) if not c.listening else 1
+            rows.append({"kind": "call", "time_ns": c.time_ns, "index": j, "side": side,
+                         "text": _call_text(c.label, roles[side], c.outcome), "error": c.errno is not None})
+    shown: list[str | None] = [None, None]
+    for snap in run.snapshots:
+        now: list[str | None] = []
+        for side, (me, peer) in enumerate((sides, sides[::-1])):
+            row = next((r for r in snap.rows if (r.local, r.peer) == (me, peer)), None)
+            now.append(row.state if row else ("CLOSED" if shown[side] else None))
+        changed = [s if s != shown[i] else None for i, s in enumerate(now)]
+        if any(changed):
+            rows.append({"kind": "state", "time_ns": snap.time_ns, "states": changed, "label": snap.label})
+            shown = [s or old for s, old in zip(now, shown)]
+    rows.sort(key=lambda r: r["time_ns"])
+    return sides, rows
+
+
+def _split(end: str) -> tuple[str, int]:
+    host, _, port = end.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def ladder(run: Run, *, emphasise: str | None = "R") -> Figure:
+    """The run as a ladder diagram; packets whose flags include all of `emphasise` in red."""
+    sides, rows = events(run, emphasise)
+    roles = [run.endpoint_role(*_split(end)) for end in sides] if sides else ["client", "server"]
+    packets = [r for r in rows if r["kind"] == "packet"]
+    other = len(run.packets) - len(packets)
+    notes = ["not to scale: one row per event; time from the first packet"]
+    if not run.isolation.capture:
+        notes.append(f"no packets: {run.isolation.reason or 'no capture'}")
+    if other:
+        notes.append(f"{other} packet(s) of other connections not shown")
+    height = _TOP + sum(_ROW[r["kind"]] for r in rows) + _BOTTOM + 0.2 * len(notes)
+    fig, ax = card(height, ladder_alt(run, emphasise=emphasise))
+    y_end = height - _BOTTOM - 0.2 * (len(notes) - 1)
+    for side, x in enumerate(_X):
+        ax.text(x, 0.36, roles[side], ha="center", va="center", fontsize=FONT + 1, weight="bold",
+                color=INK, gid=f"role-{'left right'.split()[side]}")
+        if sides:
+            ax.text(x, 0.6, sides[side], ha="center", va="center", fontsize=SMALL, color=MUTED)
+        ax.plot([x, x], [0.78, y_end - 0.1], color=MUTED, lw=1.2, zorder=1,
+                gid=f"lifeline-{'left right'.split()[side]}")
+    t0 = packets[0]["time_ns"] if packets else (rows[0]["time_ns"] if rows else 0)
+    y, counts = _TOP, {"left": 0, "right": 0}
+    for n, row in enumerate(rows):
+        mid = y + _ROW[row["kind"]] / 2
+        ms = (row["time_ns"] - t0) / 1e6
+        ax.text(_X_TIME, mid, f"{ms:+.3f} ms" if abs(ms) < 1000 else f"{ms / 1000:+.3f} s", ha="right",
+                va="center", fontsize=SMALL, color=MUTED, gid=f"time-{n}")
+        if row["kind"] == "packet":
+            _draw_packet(ax, row, mid)
+        elif row["kind"] == "call":
+            x = _X[row["side"]]
+            inward = 1 if row["side"] == 0 else -1
+            ax.plot([x], [mid], "o", ms=5, color=INK, zorder=3, gid=f"call-{row['index']}-marker")
+            ax.text(x + inward * 0.14, mid, row["text"], ha="left" if inward > 0 else "right", va="center",
+                    fontsize=FONT, color=EMPHASIS if row["error"] else INK,
+                    weight="bold" if row["error"] else "normal", gid=f"call-{row['index']}")
+        else:
+            for side, state in enumerate(row["states"]):
+                if state:
+                    key = "left right".split()[side]
+                    ax.text(_X[side], mid, state, ha="center", va="center", fontsize=SMALL, color=INK,
+                            zorder=4, gid=f"state-{key}-{counts[key]}",
+                            bbox={"boxstyle": "round,pad=0.3", "facecolor": STATE_FILL,
+                                  "edgecolor": STATE_EDGE, "linewidth": 1})
+                    counts[key] += 1
+        y += _ROW[row["kind"]]
+    for i, note in enumerate(notes):
+        ax.text(WIDTH / 2, height - _BOTTOM + 0.08 - 0.2 * (len(notes) - 1 - i), note, ha="center",
+                va="center", fontsize=SMALL, color=MUTED, style="italic", gid=f"note-{i}")
+    return fig
+
+
+def _draw_packet(ax: Axes, row: dict, mid: float) -> None:
+    from matplotlib.patches import FancyArrowPatch
+
+    p: Packet = row["packet"]
+    start, end = _X[row["from"]], _X[1 - row["from"]]
+    y0, y1 = mid - 0.02, mid + 0.16
+    colour = EMPHASIS if row["emphasised"] else FIN_BLUE if "F" in p.flags else INK
+    ax.add_patch(FancyArrowPatch((start, y0), (end, y1), arrowstyle="-|>", mutation_scale=14 if
+                                 row["emphasised"] else 11, lw=2.8 if row["emphasised"] else 1.3,
+                                 color=colour, zorder=2, shrinkA=0, shrinkB=1, gid=f"packet-{p.index}"))
+    words = flag_words(p.flags) + (f" {p.length} byte{'s' if p.length != 1 else ''}" if p.length else "")
+    centre, text_y = (start + end) / 2, (y0 + y1) / 2 - 0.07
+    ax.text(centre - 0.06, text_y, words, ha="right", va="bottom", fontsize=FONT, color=colour,
+            weight="bold", gid=f"packet-{p.index}-label")
+    ax.text(centre + 0.06, text_y, _details(p), ha="left", va="bottom", fontsize=SMALL, color=MUTED,
+            gid=f"packet-{p.index}-detail")
+
+
+def ladder_alt(run: Run, *, emphasise: str | None = "R") -> str:
+    """The ladder in words, for the image's alt text."""
+    sides, rows = events(run, emphasise)
+    if sides is None:
+        return f"Ladder diagram of {run.name}: no connection was recorded."
+    roles = [run.endpoint_role(*_split(end)) for end in sides]
+    parts = []
+    for row in rows:
+        if row["kind"] == "packet":
+            p = row["packet"]
+            size = f" with {p.length} byte{'s' if p.length != 1 else ''}" if p.length else ""
+            mark = " (emphasised)" if row["emphasised"] else ""
+            parts.append(f"{roles[row['from']]} sends {flag_words(p.flags)}{size}{mark}")
+        elif row["kind"] == "call":
+            parts.append(f"{roles[row['side']]} {row['text']}")
+        else:
+            parts.append(" and ".join(f"{roles[i]} is {s}" for i, s in enumerate(row["states"]) if s))
+    return (f"Ladder diagram of {run.name}, {roles[0]} on the left, {roles[1]} on the right: "
+            + "; ".join(parts) + ".")

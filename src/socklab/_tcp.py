@@ -1,0 +1,247 @@
+r"""The TCP state machine of RFC 9293, as a data table, and its diagram.
+
+Theory of operation
+-------------------
+``TRANSITIONS`` is the state machine: one row per ``(from_state, event,
+to_state)``, with the segment the endpoint sends (``action``), where the RFC
+says so (``source``, a key of ``QUOTES``) and whether the drawing shows it by
+default (``shown``). Everything else here reads that table: ``path`` searches
+it, ``draw_state_diagram`` draws it, the pages quote it. Nothing is inferred
+from code paths, so a page can show the row a claim rests on.
+
+States use the kernel's names (``include/net/tcp_states.h``, as ``_states``
+and ``ss -tn`` state filters do) except for the closed state: the kernel calls
+it ``CLOSE``, the RFC ``CLOSED``; we say ``CLOSED`` and ``state_name`` maps the
+kernel's (and ``ss``'s) spellings onto ours. Events are socket calls where the
+application causes them (``close()``, ``connect()``) and ``rcv ...`` where a
+segment does, as in the RFC's figure.
+
+The drawn transitions are RFC 9293 Figure 5 (section 3.3.2), quoted here with
+its notes; the ``shown=False`` rows are the ones its notes and text describe
+but the figure leaves out "for legibility", plus one Linux rule (tcp(7)). The
+figure's layout is kept, with the top half mirrored so that the client (active
+open, active close) runs down the left and the server (passive open, passive
+close) down the right::
+
+                                +---------+ ---------\      active OPEN
+                                |  CLOSED |            \    -----------
+                                +---------+<---------\   \   create TCB
+                                  |     ^              \   \  snd SYN
+                     passive OPEN |     |   CLOSE        \   \
+                     ------------ |     | ----------       \   \
+                      create TCB  |     | delete TCB         \   \
+                                  V     |                      \   \
+              rcv RST (note 1)  +---------+            CLOSE    |    \
+           -------------------->|  LISTEN |          ---------- |     |
+          /                     +---------+          delete TCB |     |
+         /           rcv SYN      |     |     SEND              |     |
+        /           -----------   |     |    -------            |     V
+    +--------+      snd SYN,ACK  /       \   snd SYN          +--------+
+    |        |<-----------------           ------------------>|        |
+    |  SYN   |                    rcv SYN                     |  SYN   |
+    |  RCVD  |<-----------------------------------------------|  SENT  |
+    |        |                  snd SYN,ACK                   |        |
+    |        |------------------           -------------------|        |
+    +--------+   rcv ACK of SYN  \       /  rcv SYN,ACK       +--------+
+       |         --------------   |     |   -----------
+       |                x         |     |     snd ACK
+       |                          V     V
+       |  CLOSE                 +---------+
+       | -------                |  ESTAB  |
+       | snd FIN                +---------+
+       |                 CLOSE    |     |    rcv FIN
+       V                -------   |     |    -------
+    +---------+         snd FIN  /       \   snd ACK         +---------+
+    |  FIN    |<----------------          ------------------>|  CLOSE  |
+    | WAIT-1  |------------------                            |   WAIT  |
+    +---------+          rcv FIN  \                          +---------+
+      | rcv ACK of FIN   -------   |                          CLOSE  |
+      | --------------   snd ACK   |                         ------- |
+      V        x                   V                         snd FIN V
+    +---------+               +---------+                    +---------+
+    |FINWAIT-2|               | CLOSING |                    | LAST-ACK|
+    +---------+               +---------+                    +---------+
+      |              rcv ACK of FIN |                 rcv ACK of FIN |
+      |  rcv FIN     -------------- |    Timeout=2MSL -------------- |
+      |  -------            x       V    ------------        x       V
+       \ snd ACK              +---------+delete TCB          +---------+
+         -------------------->|TIME-WAIT|------------------->| CLOSED  |
+                              +---------+                    +---------+
+
+                     Figure 5: TCP Connection State Diagram
+
+A Linux difference the table does not model: a listener stays in LISTEN; each
+SYN creates a request socket (``NEW_SYN_RECV``, ``SYN-RECV`` in ``ss``) that
+becomes the accepted socket. ``state_name`` maps it to ``SYN_RECV``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Sequence
+
+from ._states import kernel_state
+
+STATES = ("CLOSED", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2",
+          "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT")
+
+#: Where each transition comes from, in the words of its source.
+QUOTES = {
+    "RFC 9293 Figure 5": "NOTA BENE: This diagram is only a summary and must not be taken as the total "
+                         "specification. Many details are not included.",
+    "RFC 9293 Figure 5 note 1": "The transition from SYN-RECEIVED to LISTEN on receiving a RST is "
+                                "conditional on having reached SYN-RECEIVED after a passive OPEN.",
+    "RFC 9293 Figure 5 note 2": "The figure omits a transition from FIN-WAIT-1 to TIME-WAIT if a FIN is "
+                                "received and the local FIN is also acknowledged.",
+    "RFC 9293 3.10.7.3": "If the ACK was acceptable, then signal to the user \"error: connection reset\", "
+                         "drop the segment, enter CLOSED state, delete TCB, and return.",
+    "RFC 9293 3.10.7.4": "If the RST bit is set, then any outstanding RECEIVEs and SEND should receive "
+                         "\"reset\" responses. All segment queues should be flushed. Users should also "
+                         "receive an unsolicited general \"connection reset\" signal. Enter the CLOSED "
+                         "state, delete the TCB, and return.",
+    "RFC 9293 3.10.5": "Send a reset segment: <SEQ=SND.NXT><CTL=RST> [...] Delete the TCB, enter CLOSED "
+                       "state, and return.",
+    "RFC 9293 3.6.1": "If such a host issues a CLOSE call while received data is still pending in the TCP "
+                      "connection, or if new data is received after CLOSE is called, its TCP "
+                      "implementation SHOULD send a RST to show that data was lost (SHLD-3).",
+    "tcp(7) tcp_fin_timeout": "This specifies how many seconds to wait for a final FIN packet before the "
+                              "socket is forcibly closed. This is strictly a violation of the TCP "
+                              "specification, but required to prevent denial-of-service attacks.",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Transition:
+    """One row of the state machine."""
+
+    from_state: str
+    event: str
+    to_state: str
+    action: str = ""  #: what the endpoint sends ("snd FIN"), "" for nothing
+    source: str = "RFC 9293 Figure 5"  #: a key of QUOTES
+    shown: bool = True  #: drawn by default (the rest only when highlighted)
+
+    def __str__(self) -> str:
+        return f"{self.from_state} --{self.event}--> {self.to_state}"
+
+
+_F5, _T = "RFC 9293 Figure 5", Transition
+#: RFC 9293's TCP state machine: Figure 5, then what its notes and text add.
+TRANSITIONS: tuple[Transition, ...] = (
+    _T("CLOSED", "listen()", "LISTEN", "create TCB"),                   # passive OPEN
+    _T("CLOSED", "connect()", "SYN_SENT", "snd SYN"),                   # active OPEN
+    _T("LISTEN", "rcv SYN", "SYN_RECV", "snd SYN-ACK"),
+    _T("LISTEN", "close()", "CLOSED", "delete TCB"),
+    _T("SYN_SENT", "rcv SYN-ACK", "ESTABLISHED", "snd ACK"),
+    _T("SYN_SENT", "rcv SYN", "SYN_RECV", "snd SYN-ACK"),               # simultaneous open
+    _T("SYN_SENT", "close()", "CLOSED", "delete TCB"),
+    _T("SYN_RECV", "rcv ACK of SYN", "ESTABLISHED"),
+    _T("SYN_RECV", "rcv RST", "LISTEN", "", f"{_F5} note 1"),
+    _T("ESTABLISHED", "close()", "FIN_WAIT1", "snd FIN"),
+    _T("ESTABLISHED", "rcv FIN", "CLOSE_WAIT", "snd ACK"),
+    _T("FIN_WAIT1", "rcv ACK of FIN", "FIN_WAIT2"),
+    _T("FIN_WAIT1", "rcv FIN", "CLOSING", "snd ACK"),
+    _T("FIN_WAIT2", "rcv FIN", "TIME_WAIT", "snd ACK"),
+    _T("CLOSING", "rcv ACK of FIN", "TIME_WAIT"),
+    _T("CLOSE_WAIT", "close()", "LAST_ACK", "snd FIN"),
+    _T("LAST_ACK", "rcv ACK of FIN", "CLOSED"),
+    _T("TIME_WAIT", "timeout 2MSL", "CLOSED", "delete TCB"),
+    # In Figure 5 but left out of our drawing: no socket call sends on a listener, and the
+    # SYN_RECV close() edge would cross the picture (both still drawn when highlighted).
+    _T("LISTEN", "send()", "SYN_SENT", "snd SYN", shown=False),
+    _T("SYN_RECV", "close()", "FIN_WAIT1", "snd FIN", shown=False),
+    # Figure 5 note 2.
+    _T("FIN_WAIT1", "rcv FIN + ACK of FIN", "TIME_WAIT", "snd ACK", f"{_F5} note 2", False),
+    # Note 3: "receipt of a RST from any state results in a transition to LISTEN or CLOSED".
+    _T("SYN_SENT", "rcv RST", "CLOSED", "", "RFC 9293 3.10.7.3", False),
+    *(_T(s, "rcv RST", "CLOSED", "", "RFC 9293 3.10.7.4", False)
+      for s in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT")),
+    # ABORT: on Linux, close() with SO_LINGER {l_onoff=1, l_linger=0}.
+    *(_T(s, "close() with SO_LINGER 0", "CLOSED", "snd RST", "RFC 9293 3.10.5", False)
+      for s in ("SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT")),
+    *(_T(s, "rcv data after close()", "CLOSED", "snd RST", "RFC 9293 3.6.1", False)
+      for s in ("FIN_WAIT1", "FIN_WAIT2")),
+    _T("FIN_WAIT2", "timeout tcp_fin_timeout", "CLOSED", "", "tcp(7) tcp_fin_timeout", False),
+)
+EVENTS = tuple(dict.fromkeys(t.event for t in TRANSITIONS))
+
+_ALIASES = {"CLOSE": "CLOSED", "UNCONN": "CLOSED", "NEW_SYN_RECV": "SYN_RECV", "SYN-RECEIVED": "SYN_RECV",
+            "SYN-RCVD": "SYN_RECV", "SYN_RCVD": "SYN_RECV", "FINWAIT-2": "FIN_WAIT2", "ESTAB": "ESTABLISHED"}
+
+
+def state_name(name: str) -> str:
+    """Our name for a state given in kernel, ``ss`` or RFC spelling (``CLOSE`` -> ``CLOSED``)."""
+    key = name.strip().upper()
+    if key in STATES:
+        return key
+    try:
+        kernel = _ALIASES.get(key) or kernel_state(key)
+    except ValueError:
+        raise ValueError(f"unknown TCP state {name!r}; the states are {', '.join(STATES)} "
+                         "(ss and RFC spellings such as FIN-WAIT-2 are accepted too)") from None
+    return _ALIASES.get(kernel, kernel)
+
+
+def transition(from_state: str, event: str) -> Transition:
+    """The row for `event` in `from_state`; ValueError naming the events possible there."""
+    state = state_name(from_state)
+    for t in TRANSITIONS:
+        if t.from_state == state and t.event == event:
+            return t
+    possible = ", ".join(repr(t.event) for t in TRANSITIONS if t.from_state == state) or "none"
+    raise ValueError(f"no transition for {event!r} in {state}; events there: {possible}")
+
+
+def _search(start: str, goal: str, rows: Sequence[Transition]) -> list[Transition] | None:
+    """Fewest transitions from `start` to `goal` (breadth first, table order breaks ties)."""
+    came: dict[str, Transition | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        state = queue.popleft()
+        if state == goal:
+            steps = []
+            while (step := came[state]) is not None:
+                steps.append(step)
+                state = step.from_state
+            return steps[::-1]
+        for t in rows:
+            if t.from_state == state and t.to_state not in came:
+                came[t.to_state] = t
+                queue.append(t.to_state)
+    return None
+
+
+def path(states: Sequence[str]) -> list[Transition]:
+    """The transitions a socket took through the observed `states`, in order.
+
+    Snapshots miss fast states (FIN_WAIT1 lasts until the peer's ACK), so each
+    step is the shortest way between two observed states, using the drawn
+    transitions of Figure 5 where they suffice and the others where they do not.
+    Repeats are ignored. An item may be an event instead (``"rcv RST"``): it
+    picks the transition out of the state before it, where several fit::
+
+        path(["ESTABLISHED", "FIN_WAIT2"])            # close(), rcv ACK of FIN
+        path(["CLOSE_WAIT", "rcv RST", "CLOSED"])     # not close(), rcv ACK of FIN
+    """
+    steps: list[Transition] = []
+    current: str | None = None
+    for item in states:
+        if item in EVENTS:
+            if current is None:
+                raise ValueError(f"path {list(states)!r} starts with the event {item!r}: start with a state")
+            steps.append(transition(current, item))
+            current = steps[-1].to_state
+            continue
+        try:
+            state = state_name(item)
+        except ValueError as e:
+            raise ValueError(f"{e}; or an event to choose a transition: {', '.join(EVENTS)}") from None
+        if current is not None and state != current:
+            found = (_search(current, state, [t for t in TRANSITIONS if t.shown])
+                     or _search(current, state, TRANSITIONS))
+            if found is None:
+                raise ValueError(f"no path from {current} to {state} in RFC 9293's TCP state machine")
+            steps += found
+        current = state
+    return steps
