@@ -1,4 +1,4 @@
-"""Sessions: docs (build the site, every example executed), tests, lint, bench.
+"""Sessions: docs (build the site, every example executed), browser, tests, lint, bench.
 
 Each session installs what it needs into its own virtualenv and starts from
 nothing an earlier session left: the docs session deletes the previous build and
@@ -21,6 +21,11 @@ BUILD = ROOT / "docs" / "_build" / "html"
 def docs(session: nox.Session) -> None:
     """Build the site into docs/_build/html (warnings are errors)."""
     session.install("-e", ".[docs]")
+    build_site(session, *session.posargs)
+
+
+def build_site(session: nox.Session, *sphinx_args: str) -> None:
+    """Build from nothing: every example runs again against the current code."""
     for stale in ("docs/_build", "docs/auto_examples", "docs/gen_modules", "docs/_generated",
                   "docs/sg_execution_times.rst"):
         path = ROOT / stale
@@ -28,8 +33,16 @@ def docs(session: nox.Session) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(BUILD), *session.posargs)
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(BUILD), *sphinx_args)
     session.log(f"site built: open {BUILD / 'index.html'} or run: python3 -m http.server -d {BUILD}")
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Build the site, serve it and check it in headless Chromium; saves screenshots."""
+    session.install("-e", ".[docs]", "playwright>=1.40")
+    build_site(session)
+    session.run("python", "docs/_tools/browser_check.py", str(BUILD), *session.posargs)
 
 
 @nox.session

@@ -55,6 +55,7 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "download_all_examples": False,
     "show_signature": False,
+    "write_computation_times": False,  # its page loads jQuery from a CDN
     "plot_gallery": "True",
 }
 
@@ -62,6 +63,7 @@ html_theme = "furo"
 html_title = "How TCP connections end"
 html_static_path = ["_static"]
 html_css_files = ["socklab.css"]
+html_favicon = "_static/favicon.svg"
 html_last_updated_fmt = "%Y-%m-%d"
 html_theme_options = {
     "footer_icons": [],
