@@ -26,3 +26,10 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Public names report themselves as socklab.X in tracebacks and in the docs.
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__"):
+        _obj.__module__ = __name__
+del _name, _obj
