@@ -32,7 +32,9 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "_generated", "auto_examples/*.ipynb", "auto_examples/**/*.ipynb"]
 nitpicky = True
 # No network at build time, so no intersphinx: standard-library types stay unlinked.
-nitpick_ignore_regex = [(r"py:.*", r"(collections\.abc|typing|socket|os|select)\..*|_?socklab\._.*|object|Any")]
+nitpick_ignore_regex = [
+    (r"py:.*", r"(collections\.abc|typing|socket|os|select|matplotlib)\..*|_?socklab\._.*|object|Any|Figure"),
+]
 myst_enable_extensions = ["colon_fence", "deflist", "substitution"]
 myst_substitutions = {"kernel": BUILD_KERNEL, "builddate": BUILD_DATE, "version": release}
 myst_heading_anchors = 3
@@ -50,6 +52,7 @@ sphinx_gallery_conf = {
     ],
     "within_subsection_order": "FileNameSortKey",
     "capture_repr": ("_repr_html_", "__repr__"),
+    "ignore_repr_types": r"matplotlib[.](figure|axes|text)",
     "image_scrapers": ("matplotlib", "socklab_gallery.pcap_scraper"),
     "run_stale_examples": True,
     "only_warn_on_example_error": False,

@@ -4,6 +4,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import textwrap
 import threading
 
@@ -239,3 +240,19 @@ def test_unprivileged_user_runs_isolated_with_capture(unprivileged):
     assert mode == "userns+netns True"
     assert outcomes == "['None', '1', 'EPIPE']"
     assert flow == str(scenarios.SEED_FLOW)
+
+
+def test_wait_state_finds_a_reset_socket_by_inode_until_it_is_gone():
+    def reset(lab):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 4321))
+        listener.listen(1)
+        client = socket.create_connection(("127.0.0.1", 4321))
+        server, _ = listener.accept()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        lab.wait_state(server, None)  # server lost its peer address; still found, then gone
+        lab.snapshot("after reset")
+
+    run = socklab.run(reset)
+    assert set(run.states_at("after reset")) == {"listener"}

@@ -64,7 +64,7 @@ def test_a_broken_call_claim_names_the_call_and_both_outcomes():
 
 
 def test_a_broken_state_claim_names_the_moment_and_socket():
-    with pytest.raises(ClaimError, match=r"state of server at 'after close': the page says CLOSE_WAIT, "
+    with pytest.raises(ClaimError, match=r"state of server at 'after close': the page says state CLOSE_WAIT, "
                                          r"the kernel shows ESTABLISHED"):
         seed_run(server_state="ESTABLISHED").expect(states={"after close": {"server": "CLOSE_WAIT"}})
 
@@ -105,3 +105,19 @@ def test_trace_without_capture_says_why_instead_of_an_empty_table():
                         Finished(1)])
     text = str(run.trace())
     assert "no capture: packet capture refused (EPERM). run as root" in text
+
+
+def test_state_claims_can_check_more_columns():
+    run = seed_run()
+    run.expect(states={"after close": {"server": {"state": "CLOSE-WAIT", "recv_q": 1, "send_q": 0, "timer": ""}}})
+    with pytest.raises(ClaimError, match="server at 'after close': the page says send_q 5, the kernel shows 0"):
+        run.expect(states={"after close": {"server": {"state": "CLOSE_WAIT", "send_q": 5}}})
+
+
+def test_packet_claims_check_fields_of_one_packet():
+    run = seed_run()
+    run.expect(packets={6: {"flags": "R", "seq": 2, "ip": "IP"}})
+    with pytest.raises(ClaimError, match=r"packet 6 \(R\) ack: the page says 1, the trace has None"):
+        run.expect(packets={6: {"ack": 1}})
+    with pytest.raises(ClaimError, match="packet 9: the page describes it, the trace has 7 packets"):
+        run.expect(packets={9: {"flags": "R"}})

@@ -3,13 +3,17 @@
 Layout: ``_lab`` runs a scenario in a forked child (``_netns`` isolates it,
 ``_capture`` records its packets, ``_states`` its socket tables) and sends
 plain ``_records`` home; ``_run.Run`` turns them into views (``_render``), a
-trace (``_trace``) and checked claims; ``_ladder`` draws them.
+trace (``_trace``) and checked claims; ``_ladder`` draws them. ``_tcp`` holds
+RFC 9293's state machine, which ``_ladder`` and the pages draw; ``_summary``
+reads the site-wide matrix and errno table out of runs.
 """
 
 from ._lab import Lab, ScenarioError, ScenarioKilled, ScenarioTimeout, poll_names, run
 from ._netns import Isolation, probe
 from ._run import ClaimError, Run
 from ._show import show
+from ._tcp import TRANSITIONS, Transition, draw_state_diagram
+from ._tcp import path as state_path
 
 __all__ = [
     "ClaimError",
@@ -19,10 +23,14 @@ __all__ = [
     "ScenarioError",
     "ScenarioKilled",
     "ScenarioTimeout",
+    "TRANSITIONS",
+    "Transition",
+    "draw_state_diagram",
     "poll_names",
     "probe",
     "run",
     "show",
+    "state_path",
 ]
 
 __version__ = "0.1.0"

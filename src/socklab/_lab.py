@@ -175,16 +175,19 @@ class Lab:
                    timeout: float = 2.0) -> None:
         """Wait until a socket is in `state` (kernel or ss name), or gone (None).
 
-        `sock` is an open socket, or a ``(local, peer)`` address pair such as
-        ``("127.0.0.1:50000", "127.0.0.1:4321")`` for one that was closed.
+        `sock` is an open socket (found by its inode, so a socket that was reset
+        and lost its peer address is still found), or a ``(local, peer)``
+        address pair such as ``("127.0.0.1:50000", "127.0.0.1:4321")`` for one
+        that was closed and lives on in the kernel without a descriptor.
         """
+        inode = os.fstat(sock.fileno()).st_ino if isinstance(sock, socket.socket) else 0
         key: tuple[str, str | None] = (
             (_address(sock, False), _address(sock, True) or None) if isinstance(sock, socket.socket) else sock)
         want = _states.kernel_state(state) if state else None
 
         def current() -> str | None:
             for row in _states.snapshot(unix=False):
-                if row.local == key[0] and (key[1] is None or row.peer == key[1]):
+                if (row.inode == inode) if inode else (row.local == key[0] and row.peer == key[1]):
                     return row.state
             return None
 

@@ -11,8 +11,9 @@ the snapshots (``Run.role``). Everything drawn comes from the run:
   relative ``seq``/``ack`` (as the trace prints them);
 * each recorded call on either socket is written beside its side's lifeline at
   the moment it *returned* (``Call.time_ns``), with its result or errno;
-* each snapshot writes a side's state on its lifeline where the state changed;
-  a socket that was in a snapshot and is gone from a later one is ``CLOSED``.
+* each snapshot writes a side's state on its lifeline where the state changed,
+  in the kernel's names as ``_tcp`` uses them (``CLOSE`` is ``CLOSED``); a
+  socket that was in a snapshot and is gone from a later one is ``CLOSED``.
 
 Packets, calls and snapshots are merged by time (the kernel's packet stamps and
 the calls' ``time.time_ns()`` are the same realtime clock) and each gets its own
@@ -45,13 +46,15 @@ if TYPE_CHECKING:
     from ._trace import Packet
 
 WIDTH = 6.5  #: inches: about 650 px at 100 dpi, shown scaled down on a phone
-INK, MUTED, CARD, BORDER = "#1f2328", "#59636e", "#f6f8fa", "#c4ccd5"
+INK, MUTED, CARD, BORDER = "#1f2328", "#4d5661", "#f6f8fa", "#c4ccd5"
 EMPHASIS, FIN_BLUE, STATE_FILL, STATE_EDGE = "#cf222e", "#0550ae", "#fff8c5", "#bf8700"
-FONT, SMALL = 10, 9  #: points; never below 9 (the image is scaled down on phones)
+FONT, SMALL = 11, 10  #: points; never below 9 (the image is scaled down on phones)
 _WORDS = (("S", "SYN"), ("F", "FIN"), ("R", "RST"), ("P", "PSH"), ("U", "URG"), ("E", "ECE"),
           ("W", "CWR"), (".", "ACK"))
-_X_TIME, _X = 0.95, (1.75, 5.55)  # time labels' right edge; left and right lifelines
-_ROW = {"packet": 0.42, "call": 0.28, "state": 0.34}
+_X_TIME, _X = 1.05, (1.9, 5.6)  # time labels' right edge; left and right lifelines
+_SIDES = ("left", "right")
+_STATE_NAMES = {"CLOSE": "CLOSED", "NEW_SYN_RECV": "SYN_RECV"}  # the names _tcp's diagram uses
+_ROW = {"packet": 0.44, "call": 0.3, "state": 0.36}
 _TOP, _BOTTOM = 0.95, 0.5
 
 
@@ -151,11 +154,12 @@ def events(run: Run, emphasise: str | None = "R") -> tuple[tuple[str, str] | Non
         now: list[str | None] = []
         for side, (me, peer) in enumerate((sides, sides[::-1])):
             row = next((r for r in snap.rows if (r.local, r.peer) == (me, peer)), None)
-            now.append(row.state if row else ("CLOSED" if shown[side] else None))
+            state = _STATE_NAMES.get(row.state, row.state) if row else "CLOSED" if shown[side] else None
+            now.append(state)
         changed = [s if s != shown[i] else None for i, s in enumerate(now)]
         if any(changed):
             rows.append({"kind": "state", "time_ns": snap.time_ns, "states": changed, "label": snap.label})
-            shown = [s or old for s, old in zip(now, shown)]
+            shown = [now[i] or shown[i] for i in (0, 1)]
     rows.sort(key=lambda r: r["time_ns"])
     return sides, rows
 
@@ -171,7 +175,7 @@ def ladder(run: Run, *, emphasise: str | None = "R") -> Figure:
     roles = [run.endpoint_role(*_split(end)) for end in sides] if sides else ["client", "server"]
     packets = [r for r in rows if r["kind"] == "packet"]
     other = len(run.packets) - len(packets)
-    notes = ["not to scale: one row per event; time from the first packet"]
+    notes = [f"not to scale: one row per event; time from the first {'packet' if packets else 'event'}"]
     if not run.isolation.capture:
         notes.append(f"no packets: {run.isolation.reason or 'no capture'}")
     if other:
@@ -181,11 +185,11 @@ def ladder(run: Run, *, emphasise: str | None = "R") -> Figure:
     y_end = height - _BOTTOM - 0.2 * (len(notes) - 1)
     for side, x in enumerate(_X):
         ax.text(x, 0.36, roles[side], ha="center", va="center", fontsize=FONT + 1, weight="bold",
-                color=INK, gid=f"role-{'left right'.split()[side]}")
+                color=INK, gid=f"role-{_SIDES[side]}")
         if sides:
             ax.text(x, 0.6, sides[side], ha="center", va="center", fontsize=SMALL, color=MUTED)
         ax.plot([x, x], [0.78, y_end - 0.1], color=MUTED, lw=1.2, zorder=1,
-                gid=f"lifeline-{'left right'.split()[side]}")
+                gid=f"lifeline-{_SIDES[side]}")
     t0 = packets[0]["time_ns"] if packets else (rows[0]["time_ns"] if rows else 0)
     y, counts = _TOP, {"left": 0, "right": 0}
     for n, row in enumerate(rows):
@@ -203,9 +207,11 @@ def ladder(run: Run, *, emphasise: str | None = "R") -> Figure:
                     fontsize=FONT, color=EMPHASIS if row["error"] else INK,
                     weight="bold" if row["error"] else "normal", gid=f"call-{row['index']}")
         else:
+            ax.text(WIDTH / 2 + 0.2, mid, row["label"], ha="center", va="center", fontsize=SMALL,
+                    color=MUTED, style="italic", gid=f"snapshot-{n}")
             for side, state in enumerate(row["states"]):
                 if state:
-                    key = "left right".split()[side]
+                    key = _SIDES[side]
                     ax.text(_X[side], mid, state, ha="center", va="center", fontsize=SMALL, color=INK,
                             zorder=4, gid=f"state-{key}-{counts[key]}",
                             bbox={"boxstyle": "round,pad=0.3", "facecolor": STATE_FILL,

@@ -18,12 +18,16 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from . import _trace
 from ._netns import Isolation
 from ._records import Call, Calling, Failed, Finished, Frames, Named, Note, Snapshot, Started
 from ._render import Group, Lines, Table
 from ._states import SocketRow, kernel_state, ss_state
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class ClaimError(AssertionError):
@@ -211,6 +215,19 @@ class Run:
         host, _, port = call.local.rpartition(":")
         return self.endpoint_role(host.strip("[]"), int(port))
 
+    def ladder(self, *, emphasise: str | None = "R") -> Figure:
+        """The run as a ladder diagram (a matplotlib figure); packets whose flags include
+        every letter of `emphasise` (default: resets) drawn red and thick."""
+        from ._ladder import ladder
+
+        return ladder(self, emphasise=emphasise)
+
+    def ladder_alt(self, *, emphasise: str | None = "R") -> str:
+        """The ladder diagram in words (its alt text)."""
+        from ._ladder import ladder_alt
+
+        return ladder_alt(self, emphasise=emphasise)
+
     def about(self) -> Table:
         """Where this ran: kernel, isolation, capture, notes."""
         notes = list(self.notes)
@@ -240,6 +257,7 @@ class Run:
     # -- claims ----------------------------------------------------------------
     def expect(self, *, calls: Mapping[str, object] | None = None, flow: Sequence[str] | None = None,
                states: Mapping[str, Mapping[str, object]] | None = None,
+               packets: Mapping[int, Mapping[str, object]] | None = None,
                killed_by: str | None = None) -> Run:
         """Check what the page claims against what the kernel did.
 
@@ -247,6 +265,10 @@ class Run:
         * ``flow=["client [S]", "server [S.]", ...]``: every packet, in order;
         * ``states={"after close": {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 1)}}``:
           each role's state (and Recv-Q) at a snapshot; ``None`` means not in the table;
+          a dict checks more columns: ``{"state": "FIN_WAIT2", "send_q": 5, "timer": "timewait"}``
+          (the timer by its kind, the text before the first comma);
+        * ``packets={6: {"flags": "R.", "seq": 1, "ack": 1, "ip": "IP6"}}``: fields of the
+          packet at that index in the trace (any attribute of a trace packet);
         * ``killed_by="SIGPIPE"``.
 
         Raises ``ClaimError`` naming every claim that broke; returns the run.
@@ -265,6 +287,16 @@ class Run:
             table = self.states_at(label)
             for role, want in roles.items():
                 broken += self._check_state(label, role, want, table.get(role))
+        for index, fields in (packets or {}).items():
+            if index >= len(self.packets):
+                broken.append(f"packet {index}: the page describes it, the trace has {len(self.packets)} packets")
+                continue
+            packet = self.packets[index]
+            for field, want in fields.items():
+                got = getattr(packet, field)
+                if got != want:
+                    broken.append(f"packet {index} ({packet.flags}) {field}: the page says {want!r}, "
+                                  f"the trace has {got!r}")
         if killed_by is not None and self.killed_by != killed_by:
             broken.append(f"the page says the process is killed by {killed_by}; it was "
                           f"{'killed by ' + self.killed_by if self.killed_by else 'not killed'}")
@@ -278,15 +310,25 @@ class Run:
         where = f"state of {role} at {label!r}"
         if want is None:
             return [] if row is None else [f"{where}: the page says gone, the kernel shows {row.state}"]
-        state, recv_q = (want, None) if isinstance(want, str) else tuple(want)  # type: ignore[arg-type]
-        state = str(state)
+        if isinstance(want, str):
+            fields: dict = {"state": want}
+        elif isinstance(want, Mapping):
+            fields = dict(want)
+        else:
+            pair: tuple = tuple(want)  # type: ignore[arg-type]
+            fields = {"state": pair[0], "recv_q": pair[1]}
         if row is None:
-            return [f"{where}: the page says {state}, the socket is not in the table"]
+            return [f"{where}: the page says {fields.get('state', 'present')}, the socket is not in the table"]
         problems = []
-        if kernel_state(state) != row.state:
-            problems.append(f"{where}: the page says {kernel_state(state)}, the kernel shows {row.state}")
-        if recv_q is not None and recv_q != row.recv_q:
-            problems.append(f"{where}: the page says Recv-Q {recv_q}, the kernel shows {row.recv_q}")
+        for field, expected in fields.items():
+            if field == "state":
+                expected, got = kernel_state(str(expected)), row.state
+            elif field == "timer":
+                got = row.timer.partition(",")[0]
+            else:
+                got = getattr(row, field)
+            if expected != got:
+                problems.append(f"{where}: the page says {field} {expected}, the kernel shows {got}")
         return problems
 
 

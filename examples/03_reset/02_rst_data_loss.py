@@ -1,0 +1,217 @@
+"""
+What an RST throws away
+=======================
+
+The seed warns: "If the other end has unread data in the socket buffer when
+the RESET arrives, that data will be purged". On this kernel it is not: the
+receiver still reads every byte queued before the RST, then gets
+``ECONNRESET``, then ``b''``. The bytes that are lost are the closer's own:
+what it had received but not read, and what it had written but not sent.
+"""
+
+# %%
+# Unread data at the receiving end
+# --------------------------------
+# The seed's case. The client sends ``b"hello"``; the server's kernel
+# acknowledges it, but the server program has not read it yet. Then the
+# client closes with ``SO_LINGER {1, 0}``, which sends an RST. Only after
+# the RST has arrived does the server call ``recv()``.
+import socket
+import struct
+
+import socklab
+
+PORT = 4321
+LINGER_ZERO = struct.pack("ii", 1, 0)  # struct linger { l_onoff = 1, l_linger = 0 }
+
+
+def connected_pair():
+    """The seed's set-up: listener on 127.0.0.1:4321, client, accepted server socket."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", PORT))
+    server, _ = listener.accept()
+    return listener, client, server
+
+
+def unread_at_receiver(lab):
+    listener, client, server = connected_pair()
+    lab.call(client.send, b"hello", label="client: send")
+    lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the 5 bytes
+    lab.snapshot("before the reset")
+
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+    lab.call(client.close, label="client: close(), linger 0")
+    lab.wait_packet("R.", dport=PORT)
+    lab.snapshot("after the reset")
+
+    lab.call(server.recv, 100, label="server: recv #1")
+    lab.call(server.recv, 100, label="server: recv #2")
+    lab.call(server.recv, 100, label="server: recv #3")
+
+
+run = socklab.run(unread_at_receiver)
+
+# %%
+# Before the reset the server's ``Recv-Q`` holds the 5 unread bytes. After
+# it, neither connection is in the table any more: the server's socket is
+# ``CLOSED``, which ``ss`` does not list, even though it still holds data.
+socklab.show(run.states())
+
+# %%
+# Here the seed's claim does not hold. The first ``recv()`` returns
+# ``b'hello'``: the bytes queued before the RST were not purged. Only the
+# next ``recv()`` reports the reset (``ECONNRESET``), and the one after it
+# returns ``b''``. RFC 9293 says of a reset arriving in ``ESTABLISHED`` that
+# "all segment queues should be flushed"; this kernel keeps the data it has
+# already acknowledged to the sender and hands it out first. (What the
+# seed's kernel or other systems do, this page cannot show: it shows the
+# kernel that built it.)
+socklab.show(run.results())
+
+# %%
+# The trace: handshake, the client's ``[P.]`` with 5 bytes, the server's
+# ``[.]`` acknowledging them (``ack 6``), then the client's ``[R.]`` at
+# ``seq 6``, right after its data.
+socklab.show(run.trace())
+
+# %%
+# Unread data at the closing end
+# ------------------------------
+# Now the other way round: the server sends ``b"reply"``, the client's kernel
+# acknowledges it, and the client program closes with ``SO_LINGER {1, 0}``
+# without ever reading it.
+
+
+def unread_at_closer(lab):
+    listener, client, server = connected_pair()
+    lab.call(server.send, b"reply", label="server: send")
+    lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the 5 bytes
+    lab.snapshot("before the reset")
+
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+    lab.call(client.close, label="client: close(), linger 0")
+    lab.wait_packet("R.", dport=PORT)
+    lab.snapshot("after the reset")
+
+    lab.call(server.recv, 100, label="server: recv #1")
+    lab.call(server.recv, 100, label="server: recv #2")
+    lab.call(server.send, b"more", socket.MSG_NOSIGNAL, label="server: send again")
+
+
+run_closer = socklab.run(unread_at_closer)
+
+# %%
+# The 5 bytes sit in the client's ``Recv-Q`` before the close; after it the
+# client is gone, and the bytes with it. The client's kernel had
+# acknowledged them (``ack 6`` below), so for the server they were
+# delivered.
+socklab.show(run_closer.states())
+
+# %%
+# ``send()`` returned 5. All the server learns afterwards is
+# ``ECONNRESET``, then ``b''``, then ``EPIPE``: nothing says whether its 5
+# bytes were read. These bytes are lost, and this is why the seed's advice
+# holds: a client may reset only once it has read the entire response.
+socklab.show(run_closer.results())
+
+# %%
+# The client's ``[R.]`` carries ``ack 6``: its kernel had received all 5
+# bytes.
+socklab.show(run_closer.trace())
+
+# %%
+# Unsent data at the closing end
+# ------------------------------
+# The third place bytes can wait: the closer's send queue. ``TCP_CORK``
+# holds the client's 5 bytes back (on a real network, a peer's full
+# receive window can keep bytes there too), then the client closes with
+# ``SO_LINGER {1, 0}``.
+
+
+def unsent_at_closer(lab):
+    listener, client, server = connected_pair()
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    lab.call(client.send, b"hello", label="client: send")
+    lab.snapshot("before the reset")
+
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+    lab.call(client.close, label="client: close(), linger 0")
+    lab.wait_packet("R.", dport=PORT)
+
+    lab.call(server.recv, 100, label="server: recv #1")
+    lab.call(server.recv, 100, label="server: recv #2")
+
+
+run_unsent = socklab.run(unsent_at_closer)
+
+# %%
+# ``send()`` accepted 5 bytes, and they are the client's ``Send-Q``:
+# written, not sent.
+socklab.show(run_unsent.states())
+
+# %%
+# The server never sees them: its first ``recv()`` gets ``ECONNRESET``, the
+# next ``b''``.
+socklab.show(run_unsent.results())
+
+# %%
+# No data packet: the handshake, then the ``[R.]`` at ``seq 1``, where the
+# 5 bytes would have started. The close discarded them.
+socklab.show(run_unsent.trace())
+
+# %%
+# What this page claims
+# ---------------------
+# Checked against this build's runs: if the kernel does anything else, the
+# build fails here and says which claim broke.
+HANDSHAKE = ["client [S]", "server [S.]", "client [.]"]
+run.expect(
+    calls={"client: send": 5, "server: recv #1": b"hello",
+           "server: recv #2": "ECONNRESET", "server: recv #3": b""},
+    flow=HANDSHAKE + ["client [P.]", "server [.]", "client [R.]"],
+    states={
+        "before the reset": {"client": ("ESTAB", 0), "server": ("ESTAB", 5)},
+        "after the reset": {"client": None, "server": None},
+    },
+)
+run_closer.expect(
+    calls={"server: send": 5, "server: recv #1": "ECONNRESET", "server: recv #2": b"",
+           "server: send again": "EPIPE"},
+    flow=HANDSHAKE + ["server [P.]", "client [.]", "client [R.]"],
+    states={
+        "before the reset": {"client": ("ESTAB", 5), "server": ("ESTAB", 0)},
+        "after the reset": {"client": None, "server": None},
+    },
+)
+run_unsent.expect(
+    calls={"client: send": 5, "server: recv #1": "ECONNRESET", "server: recv #2": b""},
+    flow=HANDSHAKE + ["client [R.]"],
+    states={"before the reset": {"client": ("ESTAB", 0), "server": ("ESTAB", 0)}},
+)
+# The packets the page describes, field by field: the RSTs' sequence and
+# acknowledgment numbers.
+for checked, seq, ack in ((run, 6, 1), (run_closer, 1, 6), (run_unsent, 1, 1)):
+    reset = checked.packets[-1]
+    if (reset.seq, reset.ack) != (seq, ack):
+        raise socklab.ClaimError(
+            f"{checked.name}: the page says the RST has seq {seq}, ack {ack}; "
+            f"the kernel sent seq {reset.seq}, ack {reset.ack}")
+unsent_row = run_unsent.states_at("before the reset")["client"]
+if unsent_row.send_q != 5:
+    raise socklab.ClaimError(
+        f"the page says the client's Send-Q holds 5 bytes, not {unsent_row.send_q}")
+run.summarize(closer="client: close(), linger 0", recv="server: recv #1")
+socklab.show(run.about())
+
+# %%
+# .. admonition:: References
+#
+#    ``socket(7)`` (``SO_LINGER``; it does not describe the zero timeout), ``recv(2)``
+#    (``ECONNRESET``; a return value of 0), ``send(2)`` (``EPIPE``, ``MSG_NOSIGNAL``),
+#    ``tcp(7)`` (``TCP_CORK``); RFC 9293 section 3.10.5 (ABORT: the queued SENDs and
+#    RECEIVEs get "connection reset", segments queued for transmission are flushed) and
+#    section 3.10.7.4 (an RST arriving in ``ESTABLISHED``: "All segment queues should be
+#    flushed").

@@ -1,0 +1,161 @@
+"""
+close() with unread data
+========================
+
+When the closing program has not read everything the peer sent, ``close()``
+sends an RST instead of a FIN, without any ``SO_LINGER``: one unread byte is
+enough. The peer's next ``recv()`` gets ``ECONNRESET`` instead of ``b''``,
+and its ``send()`` then fails with ``EPIPE``.
+"""
+
+# %%
+# Everything read: FIN
+# --------------------
+# First the ordinary close, for comparison. The server sends ``b"hello"``,
+# the client reads all 5 bytes and closes; the server reads the end of file
+# and closes too.
+import select
+import socket
+
+import socklab
+
+PORT = 4321
+
+
+def connected_pair():
+    """The seed's set-up: listener on 127.0.0.1:4321, client, accepted server socket."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", PORT))
+    server, _ = listener.accept()
+    return listener, client, server
+
+
+def everything_read(lab):
+    listener, client, server = connected_pair()
+    lab.call(server.send, b"hello", label="server: send")
+    lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the 5 bytes
+    lab.call(client.recv, 100, label="client: recv")
+    lab.snapshot("before close on client")
+
+    lab.call(client.close, label="client: close(), all read")
+    lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
+    lab.snapshot("after close on client")
+
+    lab.wait_poll(server, select.POLLIN, label="server: poll(POLLIN)")
+    lab.call(server.recv, 100, label="server: recv")
+    lab.call(server.close, label="server: close()")
+    lab.wait_packet(".", dport=PORT, after=2)  # the client's kernel ACKs that FIN
+    lab.snapshot("after close on server")
+
+
+run_read = socklab.run(everything_read)
+
+# %%
+# With an empty ``Recv-Q``, the client's ``close()`` leads to the usual
+# teardown: ``FIN-WAIT-2`` and ``CLOSE-WAIT`` (``Recv-Q`` 1, the FIN), then
+# ``TIME-WAIT`` for the client once the server has closed as well.
+socklab.show(run_read.states())
+
+# %%
+# The server's ``poll()`` reports ``POLLIN`` alone, and its ``recv()``
+# returns ``b''``: an orderly end of file.
+socklab.show(run_read.results())
+
+# %%
+# Two FINs, each acknowledged, and no RST.
+socklab.show(run_read.trace())
+
+# %%
+# One byte unread: RST
+# --------------------
+# The same, except that the client reads 4 of the 5 bytes before it closes.
+
+
+def one_byte_unread(lab):
+    listener, client, server = connected_pair()
+    lab.call(server.send, b"hello", label="server: send")
+    lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the 5 bytes
+    lab.call(client.recv, 4, label="client: recv(4)")
+    lab.snapshot("before close on client")
+
+    lab.call(client.close, label="client: close(), 1 byte unread")
+    lab.wait_packet("R.", dport=PORT)
+    lab.snapshot("after close on client")
+
+    lab.wait_poll(server, select.POLLIN, label="server: poll(POLLIN)")
+    lab.call(server.recv, 100, label="server: recv")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send again")
+
+
+run_unread = socklab.run(one_byte_unread)
+
+# %%
+# Before the close the client's ``Recv-Q`` holds the unread ``o``. After it,
+# both connections are gone at once: no ``FIN-WAIT``, no ``CLOSE-WAIT``, no
+# ``TIME-WAIT``.
+socklab.show(run_unread.states())
+
+# %%
+# ``poll()`` reports the reset (``POLLERR``, ``POLLHUP`` besides ``POLLIN``)
+# without the server sending anything. Its ``recv()`` fails with
+# ``ECONNRESET`` instead of returning ``b''``, and a ``send()`` after that
+# fails with ``EPIPE``. All the server learns is that the connection was
+# reset: not that a byte went unread, nor which one.
+socklab.show(run_unread.results())
+
+# %%
+# ``close()`` put an ``[R.]`` on the wire where the first run had an
+# ``[F.]``, with ``ack 6``: the client's kernel had received all 5 bytes. This
+# is what RFC 1122 section 4.2.2.13 asks for ("If such a host issues a CLOSE
+# call while received data is still pending in TCP [...] its TCP SHOULD send a
+# RST to show that data was lost"); Linux's ``tcp_close()`` cites RFC 2525
+# section 2.17 for it. The seed's scenario is the other half of the same
+# rule: data arriving *after* the close also draws an RST.
+socklab.show(run_unread.trace())
+
+# %%
+# What this page claims
+# ---------------------
+# Checked against this build's runs: if the kernel does anything else, the
+# build fails here and says which claim broke.
+HANDSHAKE_AND_DATA = ["client [S]", "server [S.]", "client [.]",
+                      "server [P.]", "client [.]"]
+run_read.expect(
+    calls={"client: recv": b"hello", "server: poll(POLLIN)": "POLLIN",
+           "server: recv": b""},
+    flow=HANDSHAKE_AND_DATA + ["client [F.]", "server [.]",
+                               "server [F.]", "client [.]"],
+    states={
+        "before close on client": {"client": ("ESTABLISHED", 0)},
+        "after close on client": {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 1)},
+        "after close on server": {"client": "TIME_WAIT", "server": None},
+    },
+)
+run_unread.expect(
+    calls={"client: recv(4)": b"hell", "server: poll(POLLIN)": "POLLIN|POLLERR|POLLHUP",
+           "server: recv": "ECONNRESET", "server: send again": "EPIPE"},
+    flow=HANDSHAKE_AND_DATA + ["client [R.]"],
+    states={
+        "before close on client": {"client": ("ESTABLISHED", 1)},
+        "after close on client": {"client": None, "server": None},
+    },
+)
+reset = run_unread.packets[-1]
+if reset.ack != 6:
+    raise socklab.ClaimError(
+        f"the page says the RST carries ack 6; the kernel sent ack {reset.ack}")
+run_read.summarize(closer="client: close(), all read", recv="server: recv")
+run_unread.summarize(closer="client: close(), 1 byte unread", recv="server: recv")
+socklab.show(run_unread.about())
+
+# %%
+# .. admonition:: References
+#
+#    ``close(2)``, ``recv(2)`` (``ECONNRESET``; a return value of 0), ``send(2)``
+#    (``EPIPE``, ``MSG_NOSIGNAL``), ``poll(2)``, ``tcp(7)``; RFC 9293 section 3.6.1
+#    (half-closed connections: a CLOSE with received data pending SHOULD send a RST),
+#    RFC 2525 section 2.17 ("Failure to RST on close with data pending"), RFC 1122
+#    section 4.2.2.13 (closing a connection).

@@ -1,0 +1,227 @@
+"""
+shutdown() before close()
+=========================
+
+A reader asked what changes if the client calls ``shutdown()`` before
+``close()``. With ``shutdown(SHUT_RDWR)`` then ``close()``, nothing that the
+server or the wire can see: the FIN leaves at ``shutdown()`` instead of
+``close()``, the server's first ``send()`` still draws an RST, and its
+second still fails with ``EPIPE``. What avoids the RST is
+``shutdown(SHUT_WR)``, then reading until ``b''``, then ``close()``.
+"""
+
+# %%
+# Plain close()
+# -------------
+# The reference: the seed's central program (the page
+# :ref:`sphx_glr_auto_examples_02_close_01_close_then_send.py` shows it in
+# full). The client closes; the server sends twice: 1, then ``EPIPE``.
+import socket
+
+import socklab
+
+PORT = 4321
+
+
+def connected_pair():
+    """The seed's set-up: listener on 127.0.0.1:4321, client, accepted server socket."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", PORT))
+    server, _ = listener.accept()
+    return listener, client, server
+
+
+def plain_close(lab):
+    listener, client, server = connected_pair()
+    lab.call(client.close, label="client: close()")
+    lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
+
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
+    lab.wait_packet("R")  # the client's kernel answers with a reset
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
+
+
+run_close = socklab.run(plain_close)
+socklab.show(run_close.results())
+
+# %%
+# The packets: the client's ``[F.]`` and the server's ``[.]``, then the
+# server's byte ``[P.]`` and the client's ``[R]``.
+socklab.show(run_close.trace())
+
+# %%
+# shutdown(SHUT_RDWR), then close()
+# ---------------------------------
+# The reader's variant: the client shuts down both directions first, and
+# closes afterwards. A snapshot after each of the two calls.
+
+
+def shutdown_then_close(lab):
+    listener, client, server = connected_pair()
+    lab.call(client.shutdown, socket.SHUT_RDWR, label="client: shutdown(SHUT_RDWR)")
+    lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
+    lab.snapshot("after shutdown on client")
+    lab.call(client.close, label="client: close()")
+    lab.snapshot("after close on client")
+
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
+    lab.wait_packet("R")
+    lab.snapshot("after send on server")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
+
+
+run_shutdown = socklab.run(shutdown_then_close)
+
+# %%
+# ``shutdown()`` already moves the client to ``FIN-WAIT-2`` and the server to
+# ``CLOSE-WAIT``; ``close()`` changes neither state. What it changes is the
+# ``Timer`` column: once the program has let go of the socket, the kernel
+# gives the client's ``FIN-WAIT-2`` a 60-second limit (``tcp_fin_timeout``;
+# ``ss`` names the timer ``timewait``). After the server's send, both are
+# gone, as with a plain ``close()``.
+socklab.show(run_shutdown.states())
+
+# %%
+# The same outcomes as with ``close()`` alone: 1, then ``EPIPE``.
+socklab.show(run_shutdown.results())
+
+# %%
+# The same packets, in the same order: the FIN simply left one call earlier.
+# The server cannot tell the two clients apart.
+socklab.show(run_shutdown.trace())
+
+# %%
+# shutdown(SHUT_RDWR) without close()
+# -----------------------------------
+# Why the RST does not go away: it is not ``close()`` that draws it, but the
+# client having said it will not read. RFC 2525 section 2.17: when an
+# application closes a connection "in such a way that it can no longer read
+# any received data", its TCP SHOULD answer new data with an RST. Here the
+# client shuts down both directions and keeps its socket open.
+
+
+def shutdown_without_close(lab):
+    listener, client, server = connected_pair()
+    lab.call(client.shutdown, socket.SHUT_RDWR, label="client: shutdown(SHUT_RDWR)")
+    lab.wait_packet(".", sport=PORT)
+
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
+    lab.wait_packet("R")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
+    lab.call(client.recv, 100, label="client: recv")
+
+
+run_no_close = socklab.run(shutdown_without_close)
+
+# %%
+# Still 1, then ``EPIPE``. The client's own socket, still open, was reset
+# as well: its ``recv()`` fails with ``ECONNRESET``.
+socklab.show(run_no_close.results())
+
+# %%
+# The same packets as with ``close()``: the server's byte draws the
+# client's ``[R]``. With only the write side shut down (the seed's
+# ``shutdown(SHUT_WR)``, and the last section below), the client's kernel
+# accepts the server's data and acknowledges it instead.
+socklab.show(run_no_close.trace())
+
+# %%
+# shutdown(SHUT_WR), read to the end, then close()
+# ------------------------------------------------
+# What a ``shutdown()`` before ``close()`` is good for: the client sends its
+# FIN with ``shutdown(SHUT_WR)`` and keeps reading until ``recv()`` returns
+# ``b''``. The server, seeing the end of the request (``b''``), sends the
+# rest of its answer and closes; only then does the client close.
+
+
+def shutdown_write_read_then_close(lab):
+    listener, client, server = connected_pair()
+    lab.call(client.shutdown, socket.SHUT_WR, label="client: shutdown(SHUT_WR)")
+    lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
+
+    lab.call(server.recv, 100, label="server: recv")
+    lab.call(server.send, b"bye", socket.MSG_NOSIGNAL, label="server: send")
+    lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the 3 bytes
+    lab.call(server.close, label="server: close()")
+    lab.wait_packet(".", dport=PORT, after=2)  # ... and the server's FIN
+
+    lab.call(client.recv, 100, label="client: recv #1")
+    lab.call(client.recv, 100, label="client: recv #2")
+    lab.call(client.close, label="client: close()")
+    lab.snapshot("after close on client")
+
+
+run_orderly = socklab.run(shutdown_write_read_then_close)
+
+# %%
+# The server's ``send()`` returns 3 and the client reads ``b'bye'`` before
+# its end of file: no error on either side.
+socklab.show(run_orderly.results())
+
+# %%
+# Each side's FIN is acknowledged, the server's data arrives in between, and
+# there is no RST. The client's final ``close()`` puts nothing on the wire:
+# the connection had already ended.
+socklab.show(run_orderly.trace())
+
+# %%
+# The client ends in ``TIME-WAIT``, the ordinary end of the side that sent
+# the first FIN.
+socklab.show(run_orderly.states())
+
+# %%
+# What this page claims
+# ---------------------
+# Checked against this build's runs: if the kernel does anything else, the
+# build fails here and says which claim broke.
+HANDSHAKE = ["client [S]", "server [S.]", "client [.]"]
+CLOSE_THEN_SEND = HANDSHAKE + ["client [F.]", "server [.]", "server [P.]", "client [R]"]
+HALF_CLOSED = {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 1)}
+run_close.expect(calls={"server: send #1": 1, "server: send #2": "EPIPE"},
+                 flow=CLOSE_THEN_SEND)
+run_shutdown.expect(
+    calls={"client: shutdown(SHUT_RDWR)": None,
+           "server: send #1": 1, "server: send #2": "EPIPE"},
+    flow=CLOSE_THEN_SEND,
+    states={
+        "after shutdown on client": HALF_CLOSED,
+        "after close on client": HALF_CLOSED,
+        "after send on server": {"client": None, "server": None},
+    },
+)
+run_no_close.expect(
+    calls={"server: send #1": 1, "server: send #2": "EPIPE",
+           "client: recv": "ECONNRESET"},
+    flow=CLOSE_THEN_SEND,
+)
+run_orderly.expect(
+    calls={"server: recv": b"", "server: send": 3,
+           "client: recv #1": b"bye", "client: recv #2": b""},
+    flow=HANDSHAKE + ["client [F.]", "server [.]", "server [P.]", "client [.]",
+                      "server [F.]", "client [.]"],
+    states={"after close on client": {"client": "TIME_WAIT", "server": None}},
+)
+timers = [run_shutdown.states_at(label)["client"].timer
+          for label in ("after shutdown on client", "after close on client")]
+if timers[0] or not timers[1].startswith("timewait"):
+    raise socklab.ClaimError(
+        "the page says the client's FIN-WAIT-2 has no timer after shutdown() and a "
+        f"timewait timer after close(); the kernel shows {timers}")
+run_shutdown.summarize(closer="client: shutdown(SHUT_RDWR)",
+                       sends=["server: send #1", "server: send #2"])
+run_orderly.summarize(closer="client: shutdown(SHUT_WR)", sends=["server: send"],
+                      recv="server: recv")
+socklab.show(run_shutdown.about())
+
+# %%
+# .. admonition:: References
+#
+#    ``shutdown(2)`` (``SHUT_RD``, ``SHUT_WR``, ``SHUT_RDWR``), ``close(2)``, ``send(2)``
+#    (``EPIPE``, ``MSG_NOSIGNAL``), ``recv(2)`` (a return value of 0), ``tcp(7)``
+#    (``tcp_fin_timeout``); RFC 9293 section 3.6.1 (half-closed connections), RFC 2525
+#    section 2.17 (a TCP that can no longer deliver received data SHOULD send a RST),
+#    RFC 1122 section 4.2.2.13 ("if new data is received after CLOSE is called, its TCP
+#    SHOULD send a RST").

@@ -1,0 +1,164 @@
+"""The TCP state machine table (RFC 9293), path(), and the diagram drawn from the table."""
+
+import io
+
+import pytest
+
+from socklab import _states, _tcp
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    _tcp_pyplot().close("all")
+
+
+def _tcp_pyplot():
+    from socklab._ladder import pyplot
+
+    return pyplot()
+
+
+def rows(transitions):
+    return [(t.from_state, t.event, t.to_state) for t in transitions]
+
+
+# RFC 9293 section 3.3.2, Figure 5, edge by edge (the SEND and SYN-RECEIVED CLOSE edges included).
+FIGURE_5 = [
+    ("CLOSED", "listen()", "LISTEN"), ("CLOSED", "connect()", "SYN_SENT"),
+    ("LISTEN", "rcv SYN", "SYN_RECV"), ("LISTEN", "close()", "CLOSED"), ("LISTEN", "send()", "SYN_SENT"),
+    ("SYN_SENT", "rcv SYN-ACK", "ESTABLISHED"), ("SYN_SENT", "rcv SYN", "SYN_RECV"),
+    ("SYN_SENT", "close()", "CLOSED"), ("SYN_RECV", "rcv ACK of SYN", "ESTABLISHED"),
+    ("SYN_RECV", "rcv RST", "LISTEN"), ("SYN_RECV", "close()", "FIN_WAIT1"),
+    ("ESTABLISHED", "close()", "FIN_WAIT1"), ("ESTABLISHED", "rcv FIN", "CLOSE_WAIT"),
+    ("FIN_WAIT1", "rcv ACK of FIN", "FIN_WAIT2"), ("FIN_WAIT1", "rcv FIN", "CLOSING"),
+    ("FIN_WAIT2", "rcv FIN", "TIME_WAIT"), ("CLOSING", "rcv ACK of FIN", "TIME_WAIT"),
+    ("CLOSE_WAIT", "close()", "LAST_ACK"), ("LAST_ACK", "rcv ACK of FIN", "CLOSED"),
+    ("TIME_WAIT", "timeout 2MSL", "CLOSED"),
+]
+
+
+def test_table_holds_every_transition_of_figure_5():
+    table = rows(_tcp.TRANSITIONS)
+    assert [edge for edge in FIGURE_5 if edge not in table] == []
+    assert len(set(table)) == len(table), "a transition is listed twice"
+
+
+def test_table_holds_what_figure_5_notes_add():
+    table = rows(_tcp.TRANSITIONS)
+    assert ("FIN_WAIT1", "rcv FIN + ACK of FIN", "TIME_WAIT") in table  # note 2
+    for state in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "CLOSING", "LAST_ACK"):
+        assert (state, "rcv RST", "CLOSED") in table  # note 3, section 3.10.7.4
+    assert ("ESTABLISHED", "close() with SO_LINGER 0", "CLOSED") in table  # ABORT, section 3.10.5
+    assert ("FIN_WAIT2", "rcv data after close()", "CLOSED") in table  # section 3.6.1
+
+
+def test_every_transition_quotes_its_source():
+    assert {t.source for t in _tcp.TRANSITIONS} <= set(_tcp.QUOTES)
+    assert "local FIN is also acknowledged" in _tcp.QUOTES[_tcp.transition(
+        "FIN_WAIT1", "rcv FIN + ACK of FIN").source]
+
+
+def test_states_are_the_kernel_names_with_closed_for_close():
+    kernel = {name for name, _ss in _states.TCP_STATES.values()}
+    table = {s for t in _tcp.TRANSITIONS for s in (t.from_state, t.to_state)}
+    assert table == set(_tcp.STATES)
+    assert table - kernel == {"CLOSED"}
+    assert _tcp.state_name("CLOSE") == "CLOSED"
+
+
+@pytest.mark.parametrize(("spelling", "state"), [
+    ("FIN_WAIT2", "FIN_WAIT2"), ("FIN-WAIT-2", "FIN_WAIT2"), ("estab", "ESTABLISHED"),
+    ("CLOSE", "CLOSED"), ("NEW_SYN_RECV", "SYN_RECV"), ("SYN-RECEIVED", "SYN_RECV"), ("TIME-WAIT", "TIME_WAIT"),
+])
+def test_state_names_accept_kernel_ss_and_rfc_spellings(spelling, state):
+    assert _tcp.state_name(spelling) == state
+
+
+def test_path_follows_an_active_close_state_by_state():
+    steps = _tcp.path(["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"])
+    assert rows(steps) == [("ESTABLISHED", "close()", "FIN_WAIT1"),
+                           ("FIN_WAIT1", "rcv ACK of FIN", "FIN_WAIT2"),
+                           ("FIN_WAIT2", "rcv FIN", "TIME_WAIT")]
+
+
+def test_path_fills_in_states_the_snapshots_missed():
+    assert [t.event for t in _tcp.path(["ESTABLISHED", "FIN_WAIT2"])] == ["close()", "rcv ACK of FIN"]
+
+
+def test_path_of_a_passive_close_ends_in_closed():
+    assert [t.to_state for t in _tcp.path(["ESTAB", "CLOSE-WAIT", "CLOSE"])] == [
+        "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+
+
+def test_path_prefers_the_transitions_figure_5_draws():
+    assert [t.to_state for t in _tcp.path(["FIN_WAIT1", "TIME_WAIT"])] == ["FIN_WAIT2", "TIME_WAIT"]
+
+
+def test_path_never_goes_through_closed():
+    with pytest.raises(ValueError, match="no path from TIME_WAIT to SYN_SENT"):
+        _tcp.path(["TIME_WAIT", "SYN_SENT"])  # that would be a new connection
+    assert [t.event for t in _tcp.path(["CLOSED", "ESTABLISHED"])] == ["connect()", "rcv SYN-ACK"]
+
+
+def test_an_event_in_the_path_picks_the_transition():
+    steps = _tcp.path(["ESTABLISHED", "CLOSE_WAIT", "rcv RST", "CLOSED"])
+    assert rows(steps) == [("ESTABLISHED", "rcv FIN", "CLOSE_WAIT"), ("CLOSE_WAIT", "rcv RST", "CLOSED")]
+    assert _tcp.path(["FIN_WAIT2", "rcv data after close()"])[0].action == "snd RST"
+
+
+def test_repeated_observations_of_one_state_are_no_transition():
+    assert _tcp.path(["ESTABLISHED", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT1"]) == [
+        _tcp.transition("ESTABLISHED", "close()")]
+
+
+def test_unknown_state_raises_and_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown TCP state 'FIN_WAIT3'; the states are CLOSED, LISTEN") as e:
+        _tcp.path(["ESTABLISHED", "FIN_WAIT3"])
+    assert "FIN_WAIT2" in str(e.value) and "rcv RST" in str(e.value)
+
+
+def test_unreachable_state_raises():
+    with pytest.raises(ValueError, match="no path from ESTABLISHED to LISTEN"):
+        _tcp.path(["ESTABLISHED", "LISTEN"])
+
+
+def test_event_that_cannot_happen_in_a_state_raises_with_the_possible_ones():
+    with pytest.raises(ValueError, match=r"no transition for 'rcv FIN' in LISTEN; events there: 'rcv SYN'"):
+        _tcp.path(["LISTEN", "rcv FIN"])
+    with pytest.raises(ValueError, match="start with a state"):
+        _tcp.path(["rcv RST", "CLOSED"])
+
+
+def drawn(fig):
+    return {a.get_gid(): a for a in fig.findobj(lambda a: a.get_gid() is not None)}
+
+
+def test_diagram_draws_each_state_and_the_shown_transitions_only():
+    artists = drawn(_tcp.draw_state_diagram())
+    assert {g.removeprefix("state-") for g in artists if g.startswith("state-")} == set(_tcp.STATES)
+    arrows = {g for g in artists if g.startswith("transition-")}
+    assert arrows == {f"transition-{t.from_state}-{t.event}-{t.to_state}" for t in _tcp.TRANSITIONS if t.shown}
+
+
+def test_diagram_highlights_a_path_including_omitted_transitions():
+    client = _tcp.path(["ESTABLISHED", "FIN_WAIT2", "rcv data after close()"])
+    artists = drawn(_tcp.draw_state_diagram({"client": client}))
+    on_path = {f"transition-{t.from_state}-{t.event}-{t.to_state}" for t in client}
+    assert on_path <= set(artists)
+    widths = {g: a.get_linewidth() for g, a in artists.items() if g.startswith("transition-")}
+    assert min(widths[g] for g in on_path) > max(w for g, w in widths.items() if g not in on_path)
+    assert artists["transition-FIN_WAIT2-rcv data after close()-CLOSED"].get_linestyle() != "-"
+
+
+def test_diagram_alt_text_names_the_highlighted_path():
+    fig = _tcp.draw_state_diagram(_tcp.path(["ESTABLISHED", "FIN_WAIT2"]))
+    assert fig.axes[0].get_title(loc="left") == (
+        "TCP state diagram after RFC 9293 Figure 5. highlighted: close() from ESTABLISHED to FIN_WAIT1 "
+        "then rcv ACK of FIN from FIN_WAIT1 to FIN_WAIT2.")
+    fig.savefig(io.BytesIO(), format="png")  # renders without warnings (they are errors here)
+
+
+def test_diagram_refuses_transitions_not_in_the_table():
+    with pytest.raises(ValueError, match="not a row of socklab._tcp.TRANSITIONS"):
+        _tcp.draw_state_diagram([_tcp.Transition("ESTABLISHED", "magic", "CLOSED")])
