@@ -25,7 +25,13 @@ extensions = [
     "sphinx_copybutton",
     "sphinx.ext.autodoc",
     "socklab_gallery",
+    "matplotlib.sphinxext.plot_directive",
 ]
+# Concept pages draw their pictures from scenarios run during the build.
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 100)]
+plot_pre_code = "import socket, struct\nimport socklab"
 manpages_url = "https://man7.org/linux/man-pages/man{section}/{page}.{section}.html"
 templates_path = ["_templates"]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}

@@ -70,6 +70,14 @@ socklab.show(run.results())
 socklab.show(run.trace())
 
 # %%
+# The same run as a ladder diagram: time flows down, each arrow is one packet
+# from the trace above, the boxes are the socket states of the snapshots, and
+# the dots are the calls at the moment they returned. Note where ``send #1 = 1``
+# lands: on loopback the client's RST is already on its way before the
+# server's ``send()`` has even returned.
+socklab.show(run.ladder())
+
+# %%
 # What this page claims
 # ---------------------
 # Checked against this build's run: if the kernel does anything else, the
