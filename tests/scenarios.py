@@ -15,9 +15,11 @@ def close_then_send(lab):
     lab.snapshot("before close on client")
     lab.call(client.close, label="close")
     lab.wait_packet(".", sport=PORT)
+    lab.wait_state(client, "FIN_WAIT2")
     lab.snapshot("after close on client")
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
     lab.wait_packet("R")
+    lab.wait_state(server, None)
     lab.snapshot("after send on server")
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
 

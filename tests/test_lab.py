@@ -256,3 +256,28 @@ def test_wait_state_finds_a_reset_socket_by_inode_until_it_is_gone():
 
     run = socklab.run(reset)
     assert set(run.states_at("after reset")) == {"listener"}
+
+
+def test_wait_state_finds_a_socket_closed_through_lab_call():
+    def closes(lab):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 4321))
+        listener.listen(1)
+        client = socket.create_connection(("127.0.0.1", 4321))
+        server, _ = listener.accept()  # kept open: the client waits in FIN_WAIT2 for its FIN
+        lab.call(client.close)
+        lab.wait_state(client, "FIN_WAIT2")
+        lab.snapshot("closed")
+        server.close()
+
+    assert socklab.run(closes).states_at("closed")["client"].state == "FIN_WAIT2"
+
+
+def test_wait_state_on_a_socket_never_seen_open_says_what_to_do():
+    def closes(lab):
+        s = socket.socket()
+        s.close()
+        lab.wait_state(s, "FIN_WAIT2")
+
+    with pytest.raises(socklab.ScenarioError, match="closed before socklab saw its addresses"):
+        socklab.run(closes)

@@ -121,3 +121,13 @@ def test_packet_claims_check_fields_of_one_packet():
         run.expect(packets={6: {"ack": 1}})
     with pytest.raises(ClaimError, match="packet 9: the page describes it, the trace has 7 packets"):
         run.expect(packets={9: {"flags": "R"}})
+
+
+def test_a_unix_socket_whose_peer_closed_is_not_reported_gone():
+    a = SocketRow("u_str", "ESTABLISHED", 0, 0, "* 10", "* 11", "", 10)
+    b = SocketRow("u_str", "ESTABLISHED", 0, 0, "* 11", "* 10", "", 11)
+    b_after = SocketRow("u_str", "ESTABLISHED", 0, 0, "* 11", "*", "", 11)
+    run = Run("pair", [Started("6.18.0", "netns", True, "", "", 0), Snapshot("before", 1, (a, b)),
+                       Snapshot("after", 2, (b_after,)), Finished(3)])
+    text = str(run.states("after"))
+    assert "gone since 'before': unix 10" in text and "unix 11" not in text.split("gone")[1]

@@ -14,8 +14,9 @@ with Python's ``socket`` module and run on this build's kernel.
 # Plain socket calls, as in the seed: a listener on 127.0.0.1:4321, a client
 # that connects, the server side from ``accept()``. ``lab.snapshot`` records the
 # socket table (what the seed prints with ``netstat -tn``); ``lab.call`` records
-# what a call returned or which errno it raised; ``lab.wait_packet`` waits for
-# the packet the page is about instead of sleeping.
+# what a call returned or which errno it raised; ``lab.wait_packet`` and
+# ``lab.wait_state`` wait for the packet and the state the page is about,
+# instead of sleeping.
 import socket
 
 import socklab
@@ -34,10 +35,12 @@ def close_then_send(lab):
 
     lab.call(client.close, label="client: close()")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
+    lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel has taken it in
     lab.snapshot("after close on client")
 
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
     lab.wait_packet("R")  # the client's kernel answers with a reset
+    lab.wait_state(server, None)  # ... which frees the server's socket
     lab.snapshot("after send on server")
 
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")

@@ -94,6 +94,7 @@ class Lab:
         self._frames_sent = 0
         self.isolation = isolation
         self._own: set[tuple[str, str]] = set()
+        self._seen: dict[int, tuple[str, str]] = {}  # id(socket) -> (local, peer) last seen open
 
     # -- recording -----------------------------------------------------------
     def _emit(self, record: object) -> None:
@@ -150,6 +151,8 @@ class Lab:
             local, peer = _address(owner, False), _address(owner, True)
             listening = bool(owner.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
             inode = os.fstat(owner.fileno()).st_ino
+            if peer:
+                self._seen[id(owner)] = (local, peer)
         label = label or str(getattr(fn, "__name__", repr(fn)))
         # Announce the call first, so a signal that kills us during it is attributed.
         self._emit(Calling(label))
@@ -164,7 +167,10 @@ class Lab:
 
     def name(self, sock: socket.socket, name: str) -> None:
         """Call `sock` `name` in tables, traces and claims (instead of client/server)."""
-        self._emit(Named(name, os.fstat(sock.fileno()).st_ino, _address(sock, False), _address(sock, True)))
+        local, peer = _address(sock, False), _address(sock, True)
+        if peer:
+            self._seen[id(sock)] = (local, peer)
+        self._emit(Named(name, os.fstat(sock.fileno()).st_ino, local, peer))
 
     def note(self, text: str) -> None:
         """Add a line of explanation to the run's output."""
@@ -176,13 +182,26 @@ class Lab:
         """Wait until a socket is in `state` (kernel or ss name), or gone (None).
 
         `sock` is an open socket (found by its inode, so a socket that was reset
-        and lost its peer address is still found), or a ``(local, peer)``
-        address pair such as ``("127.0.0.1:50000", "127.0.0.1:4321")`` for one
-        that was closed and lives on in the kernel without a descriptor.
+        and lost its peer address is still found); a socket closed through
+        ``lab.call(sock.close)`` (found by the addresses it had); or a
+        ``(local, peer)`` pair such as ``("127.0.0.1:50000", "127.0.0.1:4321")``.
+
+        Wait for a state before a snapshot that shows it: a packet captured by
+        ``wait_packet`` may not have been processed by the receiving socket yet.
         """
-        inode = os.fstat(sock.fileno()).st_ino if isinstance(sock, socket.socket) else 0
-        key: tuple[str, str | None] = (
-            (_address(sock, False), _address(sock, True) or None) if isinstance(sock, socket.socket) else sock)
+        inode = 0
+        key: tuple[str, str] = ("", "")
+        if not isinstance(sock, socket.socket):
+            key = sock
+        else:
+            if sock.fileno() >= 0:
+                inode = os.fstat(sock.fileno()).st_ino
+                key = (_address(sock, False), _address(sock, True) or "*")
+            elif id(sock) in self._seen:  # closed: it lives on in the kernel under its addresses
+                key = self._seen[id(sock)]
+            else:
+                raise ValueError("this socket was closed before socklab saw its addresses (pass it to "
+                                 "lab.call or lab.name while open, or give (local, peer) strings)")
         want = _states.kernel_state(state) if state else None
 
         def current() -> str | None:
@@ -203,6 +222,8 @@ class Lab:
 
         `sport`/`dport` narrow it to a direction; `after` skips that many earlier
         matches (wait for the second ``[.]``, say). Without capture this raises.
+        The packet is captured as it leaves its sender: to show its effect on the
+        receiver's state, follow with ``wait_state``.
         """
         if self._capture is None:
             raise RuntimeError("wait_packet needs packet capture, which this machine refused")

@@ -164,16 +164,16 @@ class Run:
         tables = []
         for snap in chosen:
             i = self.snapshots.index(snap)
-            before = {(r.local, r.peer): r for r in self.snapshots[i - 1].rows} if i else {}
+            before = {_identity(r): r for r in self.snapshots[i - 1].rows} if i else {}
             rows, classes = [], []
             roles = self._roles(snap.rows)
             for role, row in zip(roles, snap.rows, strict=True):
-                prior = before.get((row.local, row.peer))
+                prior = before.get(_identity(row))
                 rows.append([role, ss_state(row.state) if row.netid == "tcp" else _unix_state(row.state),
                              str(row.recv_q), str(row.send_q), row.local, row.peer, row.timer])
                 changed = i and (prior is None or prior.state != row.state or prior.recv_q != row.recv_q)
                 classes.append("changed" if changed else "")
-            now = {(r.local, r.peer) for r in snap.rows}
+            now = {_identity(r) for r in snap.rows}
             gone = [r for key, r in before.items() if key not in now]
             notes = [f"gone since {self.snapshots[i - 1].label!r}: {self.role(r)} "
                      f"{r.local} -> {r.peer} (was {ss_state(r.state) if r.netid == 'tcp' else r.state})"
@@ -330,6 +330,12 @@ class Run:
             if expected != got:
                 problems.append(f"{where}: the page says {field} {expected}, the kernel shows {got}")
         return problems
+
+
+def _identity(row: SocketRow) -> tuple:
+    """The same socket across snapshots: by inode while it has one (a Unix socket's
+    peer column changes when its peer closes), else by its addresses (an orphan)."""
+    return ("inode", row.inode) if row.inode else (row.local, row.peer)
 
 
 def _unix_state(state: str) -> str:

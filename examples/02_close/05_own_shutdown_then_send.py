@@ -1,0 +1,104 @@
+"""
+Own shutdown(SHUT_WR), then send
+================================
+
+When the server shuts down its own sending direction and then calls
+``send()``, the call fails at once with ``EPIPE``. The error is decided
+locally, and the failed call puts nothing on the wire: after its FIN the
+server sends neither the byte nor a reset.
+"""
+
+# %%
+# The scenario
+# ------------
+# The seed's last ``EPIPE`` case, "trivially true":
+# ``shutdown(s_sock, SHUT_WR)`` on the server, then ``send(s_sock, "a", 1,
+# MSG_NOSIGNAL)``. Same setup as the other pages (127.0.0.1:4321). The scenario
+# waits for the client's ACK of the server's FIN before sending, so the trace
+# is the same in every run. At the end the client closes, then the server.
+import socket
+
+import socklab
+
+PORT = 4321
+
+
+def own_shutdown_then_send(lab):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", PORT))
+    server, _ = listener.accept()
+    lab.snapshot("before shutdown on server")
+
+    lab.call(server.shutdown, socket.SHUT_WR, label="server: shutdown(SHUT_WR)")
+    lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the FIN
+    lab.wait_state(server, "FIN_WAIT2")  # ... and the server's kernel took it in
+    lab.snapshot("after shutdown on server")
+
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send")
+    lab.snapshot("after send on server")
+
+    lab.call(client.close, label="client: close()")
+    lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the client's FIN
+    lab.call(server.close, label="server: close()")
+    listener.close()
+
+
+run = socklab.run(own_shutdown_then_send)
+
+# %%
+# Socket states
+# -------------
+# The roles of the other pages, swapped: after its own shutdown the server is
+# in ``FIN-WAIT-2`` and the client in ``CLOSE-WAIT``, with the FIN counted in
+# the client's ``Recv-Q``. The failed ``send()`` changes nothing: the
+# "after send on server" table is the same, with ``Send-Q`` 0 (no byte was
+# queued).
+socklab.show(run.states())
+
+# %%
+# Call results
+# ------------
+# ``send()`` fails with ``EPIPE`` at once: ``send(2)`` documents ``EPIPE`` as
+# "The local end has been shut down on a connection oriented socket". Without
+# ``MSG_NOSIGNAL`` a C program would also get ``SIGPIPE`` (see
+# :ref:`sphx_glr_auto_examples_01_local_01_pipe_epipe.py`).
+socklab.show(run.results())
+
+# %%
+# Packet trace
+# ------------
+# Handshake, the server's ``[F.]`` and the client's ``[.]``. After that the
+# server sends nothing of its own: no ``[P.]`` carrying the byte, no ``[R]``.
+# The next packets come from the client's ``close()``, its ``[F.]``, and the
+# server's ``[.]`` acknowledging it.
+socklab.show(run.trace())
+
+# %%
+# What this page claims
+# ---------------------
+# Checked against this build's run: if the kernel does anything else, the
+# build fails here and says which claim broke.
+run.expect(
+    calls={"server: shutdown(SHUT_WR)": None, "server: send": "EPIPE"},
+    flow=["client [S]", "server [S.]", "client [.]", "server [F.]", "client [.]",
+          "client [F.]", "server [.]"],
+    states={
+        "after shutdown on server": {"server": ("FIN_WAIT2", 0),
+                                     "client": ("CLOSE_WAIT", 1)},
+        "after send on server": {"server": ("FIN_WAIT2", 0), "client": ("CLOSE_WAIT", 1)},
+    },
+)
+if run.states_at("after send on server")["server"].send_q != 0:
+    raise socklab.ClaimError("the page says the failed send() queued nothing")
+socklab.show(run.about())
+
+# %%
+# .. admonition:: References
+#
+#    ``shutdown(2)`` (``SHUT_WR``: "further transmissions will be disallowed"),
+#    ``send(2)`` (``EPIPE``, ``MSG_NOSIGNAL``), ``tcp(7)``, ``socket(7)``;
+#    RFC 9293 section 3.10.2 (SEND in ``FIN-WAIT-1`` or ``FIN-WAIT-2`` state:
+#    return "error: connection closing" and do not service the request).
