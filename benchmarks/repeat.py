@@ -17,7 +17,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import scenarios  # noqa: E402
-
 import socklab  # noqa: E402
 
 

@@ -42,6 +42,7 @@ class PcapScraper:
                 continue
             pcap = target.with_name(f"{target.stem}_{value.name}.pcap")
             value.save_pcap(pcap)
+            check_pcap(pcap, len(value.packets))
             links.append(
                 f":download:`{pcap.name} <{pcap.name}>`: the {len(value.packets)} packets of this "
                 "build's run, to open in Wireshark or with ``tcpdump -r``."
@@ -50,6 +51,16 @@ class PcapScraper:
             return ""
         body = "\n".join(f"   {line}" for line in links)
         return f"\n.. admonition:: Download the capture\n   :class: sl-download\n\n{body}\n\n"
+
+
+def check_pcap(path: Path, expected: int) -> None:
+    """Read a written capture back (as Wireshark would) and fail the build if it is not whole."""
+    from scapy.layers.inet import TCP
+    from scapy.utils import rdpcap
+
+    got = sum(1 for packet in rdpcap(str(path)) if TCP in packet)
+    if got != expected:
+        raise RuntimeError(f"{path.name}: the capture file holds {got} TCP packets, the run had {expected}")
 
 
 #: What conf.py names in ``image_scrapers`` (by its dotted path, so the config pickles).

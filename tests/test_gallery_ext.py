@@ -1,0 +1,65 @@
+"""The docs glue: pcap downloads and the tables generated from all runs."""
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import scenarios
+import socklab
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs" / "_ext"))
+import socklab_gallery  # noqa: E402
+
+
+@pytest.fixture
+def scraper(monkeypatch):
+    fresh = socklab_gallery.PcapScraper()
+    monkeypatch.setattr(socklab_gallery, "pcap_scraper", fresh)
+    return fresh
+
+
+def scrape(scraper, tmp_path, run):
+    target = tmp_path / "auto_examples" / "02_close" / "01_close_then_send.py"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    block_vars = {"target_file": str(target), "example_globals": {"run": run}}
+    return scraper(None, block_vars, {"src_dir": str(tmp_path)}), target
+
+
+def test_each_run_becomes_a_pcap_download_that_parses(scraper, tmp_path):
+    run = socklab.run(scenarios.close_then_send)
+    rst, target = scrape(scraper, tmp_path, run)
+    pcap = target.with_name("01_close_then_send_close_then_send.pcap")
+    assert f":download:`{pcap.name} <{pcap.name}>`" in rst and "the 7 packets" in rst
+    from scapy.utils import rdpcap
+    assert len(rdpcap(str(pcap))) == 7
+
+
+def test_a_run_is_published_once(scraper, tmp_path):
+    run = socklab.run(scenarios.close_then_send)
+    scrape(scraper, tmp_path, run)
+    assert scrape(scraper, tmp_path, run)[0] == ""
+
+
+def test_a_truncated_capture_fails_the_build(tmp_path):
+    run = socklab.run(scenarios.close_then_send)
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(run.pcap()[:-60])
+    with pytest.raises(Exception, match="cut.pcap"):
+        socklab_gallery.check_pcap(path, 7)
+
+
+def test_tables_list_every_summarized_run_and_every_failed_call(scraper, tmp_path):
+    run = socklab.run(scenarios.close_then_send).summarize(closer="close", sends=["send #1", "send #2"])
+    scrape(scraper, tmp_path, run)
+    socklab_gallery.write_tables(SimpleNamespace(srcdir=str(tmp_path)))
+    matrix = (tmp_path / "_generated" / "matrix.md").read_text()
+    errnos = (tmp_path / "_generated" / "errno.md").read_text()
+    assert "| {doc}`/auto_examples/02_close/01_close_then_send` | close | FIN, then RST | 1 | EPIPE |" in matrix
+    assert "| send #2 | server | not in the table (reset) | EPIPE |" in errnos
+
+
+def test_a_build_that_ran_no_scenario_fails_instead_of_empty_tables(scraper, tmp_path):
+    with pytest.raises(RuntimeError, match="no scenario ran in this build"):
+        socklab_gallery.write_tables(SimpleNamespace(srcdir=str(tmp_path)))
