@@ -1,5 +1,7 @@
 """Run: roles, views and claims, from fixed records (no kernel involved)."""
 
+import dataclasses
+
 import pytest
 
 from socklab import ClaimError, Run
@@ -131,3 +133,20 @@ def test_a_unix_socket_whose_peer_closed_is_not_reported_gone():
                        Snapshot("after", 2, (b_after,)), Finished(3)])
     text = str(run.states("after"))
     assert "gone since 'before': unix 10" in text and "unix 11" not in text.split("gone")[1]
+
+
+def test_a_socket_closed_by_its_program_is_not_reported_gone_while_listed():
+    open_client = dataclasses.replace(row("ESTABLISHED", *CLIENT), inode=9)
+    orphan = row("FIN_WAIT2", *CLIENT)  # inode 0 once the descriptor is closed
+    run = Run("orphan", [Started("6.18.0", "netns", True, "", "", 0), Snapshot("before", 1, (LISTENER, open_client)),
+                         Snapshot("after", 2, (LISTENER, orphan)), Finished(3)])
+    text = str(run.states("after"))
+    assert "gone" not in text and "> client    FIN-WAIT-2" in text
+
+
+def test_several_servers_are_told_apart_by_their_peers_port():
+    one, two = row("ESTABLISHED", "127.0.0.1:4321", "127.0.0.1:50000"), row("ESTABLISHED", "127.0.0.1:4321",
+                                                                               "127.0.0.1:50001")
+    run = Run("two", [Started("6.18.0", "netns", True, "", "", 0), Snapshot("s", 1, (LISTENER, one, two)),
+                      Finished(2)])
+    assert list(run.states_at("s")) == ["listener", "server:50000", "server:50001"]

@@ -32,13 +32,13 @@ def test_matrix_row_reads_outcomes_wire_and_leftovers_from_the_run():
     run = run_with().summarize(closer="close", sends=["send #1", "send #2"])
     assert dissect(SEED)  # the frames are real TCP
     assert matrix_row(run) == ["close", "FIN, then RST", "1", "EPIPE", "–",
-                               "on EPIPE, unless MSG_NOSIGNAL (used here)", "none"]
+                               "with EPIPE, unless MSG_NOSIGNAL or ignored", "none"]
 
 
 def test_matrix_row_follows_the_kernel_when_outcomes_change():
     run = run_with("ECONNRESET").summarize(closer="close", sends=["send #1", "send #2"])
     assert matrix_row(run)[3] == "ECONNRESET"
-    assert matrix_row(run)[5] == "no"
+    assert matrix_row(run)[5] == "no (no EPIPE)"
 
 
 def test_summarize_refuses_unknown_labels():

@@ -49,16 +49,9 @@ run = socklab.run(socketpair_send)
 # ``pair[0]`` is gone and ``pair[1]`` is still listed as ``ESTAB``, but its peer
 # column is now ``*``: the kernel reports no peer inode for it any more. Unix
 # sockets have no FIN, no ``CLOSE-WAIT``: the state column does not change, the
-# peer simply disappears.
-states = run.states()
-# sphinx_gallery_start_ignore
-# Workaround for socklab's Run.states(): it matches rows across snapshots by
-# (local, peer); a Unix socket whose peer column changed would be reported as
-# "gone" although it is still listed. Drop such notes (a no-op once fixed).
-for table in states.parts:
-    table.notes = [n for n in table.notes if "pair[1] " not in n]
-# sphinx_gallery_end_ignore
-socklab.show(states)
+# peer simply disappears. The note under the second table names the one socket
+# that went away, ``pair[0]``.
+socklab.show(run.states())
 
 # %%
 # Call results
@@ -93,6 +86,7 @@ def socketpair_unread(lab):
     lab.call(pair[1].send, b"a", socket.MSG_NOSIGNAL, label="pair[1]: send(b'a')")
     lab.call(pair[1].recv, 1, label="pair[1]: recv(1) #1")
     lab.call(pair[1].recv, 1, label="pair[1]: recv(1) #2")
+    lab.snapshot("at the end")
 
 
 unread = socklab.run(socketpair_unread)
@@ -102,8 +96,10 @@ socklab.show(unread.results())
 # What this page claims
 # ---------------------
 # Checked against this build's runs: if the kernel does anything else, the
-# build fails here and says which claim broke. (``socklab`` has no claim for
-# the peer column yet, so that one is checked with plain code.)
+# build fails here and says which claim broke. Each socket's peer column
+# names the other's inode (its ``Local Address`` column) before the close, and
+# ``pair[1]``'s says ``*`` after it.
+paired = run.states_at("before close on pair[0]")
 run.expect(
     calls={
         "pair[1]: poll() before": "POLLOUT",
@@ -113,14 +109,14 @@ run.expect(
     },
     flow=[],
     states={
-        "before close on pair[0]": {"pair[0]": "ESTABLISHED", "pair[1]": "ESTABLISHED"},
-        "after close on pair[0]": {"pair[0]": None, "pair[1]": "ESTABLISHED"},
+        "before close on pair[0]": {
+            "pair[0]": {"state": "ESTABLISHED", "peer": paired["pair[1]"].local},
+            "pair[1]": {"state": "ESTABLISHED", "peer": paired["pair[0]"].local},
+        },
+        "after close on pair[0]": {"pair[0]": None,
+                                   "pair[1]": {"state": "ESTABLISHED", "peer": "*"}},
     },
 )
-before = run.states_at("before close on pair[0]")["pair[1]"]
-after = run.states_at("after close on pair[0]")["pair[1]"]
-if before.peer == "*" or after.peer != "*":
-    raise socklab.ClaimError("the page says pair[1]'s peer goes from an inode to '*'")
 unread.expect(
     calls={
         "pair[1]: send(b'a')": "EPIPE",
@@ -128,7 +124,14 @@ unread.expect(
         "pair[1]: recv(1) #2": b"",
     },
     flow=[],
+    states={"at the end": {"pair[0]": None, "pair[1]": "ESTABLISHED"}},
 )
+# For the site's "what happens when" matrix: the close of one end, then the
+# other end's send and receive.
+run.summarize(closer="close(pair[0])", sends=["pair[1]: send(b'a')"],
+              recv="pair[1]: recv(1)")
+unread.summarize(closer="close(pair[0]) with b'x' unread", sends=["pair[1]: send(b'a')"],
+                 recv="pair[1]: recv(1) #1")
 socklab.show(run.about())
 
 # %%

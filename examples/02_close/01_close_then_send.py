@@ -40,7 +40,8 @@ def close_then_send(lab):
 
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
     lab.wait_packet("R")  # the client's kernel answers with a reset
-    lab.wait_state(server, None)  # ... which frees the server's socket
+    lab.wait_state(client, None)  # ... having dropped its own socket
+    lab.wait_state(server, None)  # ... and the reset frees the server's socket
     lab.snapshot("after send on server")
 
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
@@ -79,6 +80,36 @@ socklab.show(run.trace())
 # lands: on loopback the client's RST is already on its way before the
 # server's ``send()`` has even returned.
 socklab.show(run.ladder())
+
+# %%
+# The paths through the state diagram
+# ------------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took in
+# this run. The states are the ones the three tables show: both sockets
+# ``ESTABLISHED``; the client in ``FIN-WAIT-2`` and the server in
+# ``CLOSE-WAIT``; then neither in the table (``CLOSED``). Between the first
+# two, the client passed through ``FIN-WAIT-1``, too brief for a snapshot: it
+# lasts from the client's FIN until the server's ACK of it. The last step is
+# where the run leaves the RFC's figure (dashed: transitions its text and notes
+# describe but the figure leaves out): the client, closed and unable to read,
+# answers the server's byte with a reset (``rcv data after close()``), and the
+# server's ``CLOSE-WAIT`` ends on that reset (``rcv RST``), not by its own
+# ``close()``. The ``run.expect`` in this cell checks those states against the
+# run, so the picture cannot drift from the tables.
+CLIENT_PATH = ["ESTABLISHED", "FIN_WAIT2", "rcv data after close()"]
+SERVER_PATH = ["ESTABLISHED", "CLOSE_WAIT", "rcv RST"]
+run.expect(
+    states={
+        "before close on client": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+        "after close on client": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after send on server": {"client": None, "server": None},
+    },
+    packets={5: {"flags": "P."}, 6: {"flags": "R"}},  # the data, then the reset it drew
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(CLIENT_PATH),
+    "server": socklab.state_path(SERVER_PATH),
+}))
 
 # %%
 # What this page claims

@@ -72,6 +72,7 @@ def detect_fin(lab, finish):
     lab.wait_poll(server, POLL, label="server: poll(), FIN")
     lab.wait_poll(server, POLL_RDHUP, label="server: poll(POLLRDHUP too), FIN")
     lab.wait_packet(".", sport=PORT, after=1)  # the server's kernel ACKs the FIN
+    lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel took the ACK in
     lab.snapshot("after the FIN")
     drain(lab, server, numbers)
     lab.call(server.recv, 1, socket.MSG_DONTWAIT, label=f"server: recv #{next(numbers)}, again")
@@ -125,7 +126,8 @@ socklab.show(by_shutdown.results())
 # The server's ``Recv-Q`` counts the FIN as 1 while it is unread (see
 # :ref:`sphx_glr_auto_examples_02_close_01_close_then_send.py`), and drops to
 # 0 once ``recv()`` has returned ``b''``: reading the end of file consumes the
-# FIN's sequence number. The server stays in ``CLOSE-WAIT`` until it closes.
+# FIN's sequence number. The server stays in ``CLOSE-WAIT`` until it closes;
+# the client, its FIN acknowledged, waits in ``FIN-WAIT-2``.
 socklab.show(by_close.states())
 
 # %%
@@ -138,6 +140,15 @@ socklab.show(by_close.states())
 # timer fires. Last, the server's own ``[F.]`` when it closes, and the client's
 # ``[.]``.
 socklab.show(by_close.trace())
+
+# %%
+# The ladder diagram of the same run, time flowing down. Follow the server's
+# lifeline on the right: each ``poll()`` and ``recv()`` is written where it
+# returned. Between the client's blue ``FIN-ACK`` and the server's ``ACK`` of
+# it, the server's three ``poll()`` calls have already reported the FIN: the
+# server program knows of the FIN before its kernel acknowledges it. The rows
+# are evenly spaced, not to scale: the times at the left show the delay.
+socklab.show(by_close.ladder())
 
 # %%
 # What this page claims
@@ -160,14 +171,27 @@ SERVER_SEES = {
 FLOW = ["client [S]", "server [S.]", "client [.]", "client [P.]", "server [.]",
         "client [F.]", "server [.]", "server [F.]", "client [.]"]
 STATES = {
-    "after the FIN": {"server": ("CLOSE_WAIT", 1)},
-    "after recv returned b''": {"server": ("CLOSE_WAIT", 0)},
+    "after the FIN": {"server": ("CLOSE_WAIT", 1), "client": "FIN_WAIT2"},
+    "after recv returned b''": {"server": ("CLOSE_WAIT", 0), "client": "FIN_WAIT2"},
 }
 for r in (by_close, by_shutdown):
     r.expect(calls=SERVER_SEES, flow=FLOW, states=STATES)
+# Times are no fields of a packet or a call, so these two are checked with plain code.
 fin, fin_ack = by_close.packets[5], by_close.packets[6]
 if (fin_ack.time_ns - fin.time_ns) < 10_000_000:
-    raise socklab.ClaimError("the page says the FIN's ACK comes tens of milliseconds later")
+    raise socklab.ClaimError(
+        "the page says the FIN's ACK comes tens of milliseconds later; it came "
+        f"{(fin_ack.time_ns - fin.time_ns) / 1e6:.3f} ms later")
+late = [c.label for c in by_close.calls
+        if c.label.endswith(", FIN") and c.time_ns > fin_ack.time_ns]
+if late:
+    raise socklab.ClaimError(
+        "the page says the server's poll() calls report the FIN before its kernel ACKs "
+        f"it; {late} returned after the ACK")
+# For the site's "what happens when" matrix: the client's call, then the
+# server's first recv() after the FIN.
+by_close.summarize(closer="client: close()", recv="server: recv #4")
+by_shutdown.summarize(closer="client: shutdown(SHUT_WR)", recv="server: recv #4")
 socklab.show(by_close.about())
 
 # %%

@@ -44,6 +44,8 @@ def linger_zero_then_send(lab):
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
     lab.call(client.close, label="client: close(), linger 0")
     lab.wait_packet("R.", dport=PORT)  # the client's reset, sent by close() itself
+    lab.wait_state(client, None)  # (the client's socket was gone before it left)
+    lab.wait_state(server, None)  # ... and the server's kernel took the reset in
     lab.snapshot("after close on client")
 
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
@@ -85,6 +87,44 @@ socklab.show(run.results())
 socklab.show(run.trace())
 
 # %%
+# The same run as a ladder diagram, time flowing down. Look at what is not
+# there: no blue FIN arrow, and no state between ``ESTABLISHED`` and
+# ``CLOSED`` on either lifeline. The red ``RST-ACK`` and the client's
+# ``close()`` sit on neighbouring rows: the call sent the reset itself. The
+# server's two ``send()`` calls, written in red on the right, return errors
+# without putting an arrow on the wire.
+socklab.show(run.ladder())
+
+# %%
+# The paths through the state diagram
+# -----------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took in
+# this run, from the states the tables show: both ``ESTABLISHED``, then both
+# gone (``CLOSED``). Neither path is drawn in the RFC's figure (dashed:
+# transitions described in its text): the client's ``close()`` with
+# ``SO_LINGER`` 0 is the RFC's ABORT call, which sends a reset and enters
+# ``CLOSED`` at once (section 3.10.5), and the server goes from
+# ``ESTABLISHED`` straight to ``CLOSED`` on that reset (section 3.10.7.4).
+# Compare the
+# :ref:`close() page <sphx_glr_auto_examples_02_close_01_close_then_send.py>`,
+# where both sockets first take the figure's solid paths, to ``FIN-WAIT-2``
+# and ``CLOSE-WAIT``, before a reset ends them. The ``run.expect`` in this
+# cell checks those states and the reset against the run.
+CLIENT_PATH = ["ESTABLISHED", "close() with SO_LINGER 0"]
+SERVER_PATH = ["ESTABLISHED", "rcv RST"]
+run.expect(
+    states={
+        "before close on client": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+        "after close on client": {"client": None, "server": None},
+    },
+    packets={3: {"flags": "R."}},  # after the handshake, the client's reset
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(CLIENT_PATH),
+    "server": socklab.state_path(SERVER_PATH),
+}))
+
+# %%
 # recv() first
 # ------------
 # The order matters. Here the server, instead of sending, waits in
@@ -123,6 +163,13 @@ socklab.show(run_recv.results())
 socklab.show(run_recv.trace())
 
 # %%
+# In the ladder of this run the server's calls all come after the red
+# ``RST-ACK``, as in the first run; what changed is their order, and with it
+# which call is written in red with ``ECONNRESET``: the first ``recv()``,
+# right under the ``poll()`` that woke up on the reset.
+socklab.show(run_recv.ladder())
+
+# %%
 # What this page claims
 # ---------------------
 # Checked against this build's runs: if the kernel does anything else, the
@@ -136,6 +183,7 @@ run.expect(
         "before close on client": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
         "after close on client": {"client": None, "server": None},
     },
+    packets={3: {"flags": "R.", "seq": 1, "ack": 1}},  # the seed's R 1:1(0) ack 1
 )
 run_recv.expect(
     calls={"server: poll(POLLIN)": "POLLIN|POLLERR|POLLHUP",

@@ -75,6 +75,25 @@ def tcp_summary(data: bytes) -> tuple[int, int, int] | None:
     return sport, dport, data[off + 13]
 
 
+_timestamp_holder: socket.socket | None = None
+
+
+def keep_timestamping_on() -> None:
+    """Keep the kernel's packet timestamping switched on for this process's lifetime.
+
+    Packets get a timestamp only while some socket anywhere asks for one; the
+    kernel turns that global switch on lazily, from a workqueue
+    (``net_enable_timestamp``), and off again when the last such socket closes.
+    A capture opened in a fresh child could then see its first frames stamped
+    late, when read. One socket held by the parent keeps the switch on, so a
+    child's capture timestamps every frame as it is sent.
+    """
+    global _timestamp_holder
+    if _timestamp_holder is None:
+        _timestamp_holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        _timestamp_holder.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
 class Capture:
     """A packet socket on one interface, read without threads."""
 

@@ -337,6 +337,7 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
         raise TypeError(f"run() needs a function taking a Lab, not {scenario!r}")
     name = name or str(getattr(scenario, "__name__", "scenario"))
     isolation = _netns.probe()
+    _capture.keep_timestamping_on()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:

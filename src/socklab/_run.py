@@ -129,7 +129,10 @@ class Run:
 
     def _roles(self, rows: Sequence[SocketRow]) -> list[str]:
         names = [self.role(r) for r in rows]
-        return [f"{n}:{r.local_port}" if names.count(n) > 1 and r.state != "LISTEN" else n
+        # Several of one role: tell them apart by the port that differs (a client's own,
+        # a server's peer's).
+        return [f"{n}:{r.peer_port if n == 'server' else r.local_port}"
+                if names.count(n) > 1 and r.state != "LISTEN" else n
                 for n, r in zip(names, rows, strict=True)]
 
     def snapshot(self, label: str) -> Snapshot:
@@ -164,17 +167,18 @@ class Run:
         tables = []
         for snap in chosen:
             i = self.snapshots.index(snap)
-            before = {_identity(r): r for r in self.snapshots[i - 1].rows} if i else {}
+            earlier = list(self.snapshots[i - 1].rows) if i else []
+            matched = _match(earlier, snap.rows)
             rows, classes = [], []
             roles = self._roles(snap.rows)
             for role, row in zip(roles, snap.rows, strict=True):
-                prior = before.get(_identity(row))
+                prior = matched.get(id(row))
                 rows.append([role, ss_state(row.state) if row.netid == "tcp" else _unix_state(row.state),
                              str(row.recv_q), str(row.send_q), row.local, row.peer, row.timer])
                 changed = i and (prior is None or prior.state != row.state or prior.recv_q != row.recv_q)
                 classes.append("changed" if changed else "")
-            now = {_identity(r) for r in snap.rows}
-            gone = [r for key, r in before.items() if key not in now]
+            kept = {id(r) for r in matched.values()}
+            gone = [r for r in earlier if id(r) not in kept]
             notes = [f"gone since {self.snapshots[i - 1].label!r}: {self.role(r)} "
                      f"{r.local} -> {r.peer} (was {ss_state(r.state) if r.netid == 'tcp' else r.state})"
                      for r in gone]
@@ -332,10 +336,22 @@ class Run:
         return problems
 
 
-def _identity(row: SocketRow) -> tuple:
-    """The same socket across snapshots: by inode while it has one (a Unix socket's
-    peer column changes when its peer closes), else by its addresses (an orphan)."""
-    return ("inode", row.inode) if row.inode else (row.local, row.peer)
+def _match(earlier: Sequence[SocketRow], now: Sequence[SocketRow]) -> dict[int, SocketRow]:
+    """{id(row now): the same socket's row earlier}. By inode first (a Unix socket's
+    peer column changes when its peer closes), then by addresses (a TCP socket
+    closed by its program lives on as an orphan with inode 0)."""
+    by_inode = {r.inode: r for r in earlier if r.inode}
+    by_address = {(r.local, r.peer): r for r in earlier if r.netid == "tcp"}
+    matched: dict[int, SocketRow] = {}
+    taken: set[int] = set()
+    for row in now:
+        prior = by_inode.get(row.inode) if row.inode else None
+        if prior is None and row.netid == "tcp":
+            prior = by_address.get((row.local, row.peer))
+        if prior is not None and id(prior) not in taken:
+            matched[id(row)] = prior
+            taken.add(id(prior))
+    return matched
 
 
 def _unix_state(state: str) -> str:

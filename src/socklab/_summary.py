@@ -64,14 +64,14 @@ def matrix_row(run: Run) -> list[str]:
     sends = list(parts.get("sends", [])) + [None, None]
     if run.killed_by:
         sigpipe = f"killed by {run.killed_by}"
-    elif any(_outcome(run, s) == "EPIPE" for s in sends[:2]):
-        sigpipe = "on EPIPE, unless MSG_NOSIGNAL (used here)"
+    elif any(c.errno == "EPIPE" for c in run.calls):
+        sigpipe = "with EPIPE, unless MSG_NOSIGNAL or ignored"
     else:
-        sigpipe = "no"
+        sigpipe = "no (no EPIPE)"
     last = run.snapshots[-1] if run.snapshots else None
     left = "–"
     if last is not None:
-        rows = [r for r in last.rows if r.state != "LISTEN"]
+        rows = sorted((r for r in last.rows if r.state != "LISTEN"), key=lambda r: (run.role(r), r.local))
         left = ", ".join(f"{run.role(r)} {ss_state(r.state) if r.netid == 'tcp' else r.state}"
                          for r in rows) or "none"
     return [closer.label, wire_after(run, closer), _outcome(run, sends[0]), _outcome(run, sends[1]),
