@@ -1,22 +1,8 @@
-"""The TCP state machine table (RFC 9293), path(), and the diagram drawn from the table."""
-
-import io
+"""The TCP state machine table (RFC 9293) and path()."""
 
 import pytest
 
 from socklab import _states, _tcp
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    _tcp_pyplot().close("all")
-
-
-def _tcp_pyplot():
-    from socklab._ladder import pyplot
-
-    return pyplot()
 
 
 def rows(transitions):
@@ -128,37 +114,3 @@ def test_event_that_cannot_happen_in_a_state_raises_with_the_possible_ones():
         _tcp.path(["LISTEN", "rcv FIN"])
     with pytest.raises(ValueError, match="start with a state"):
         _tcp.path(["rcv RST", "CLOSED"])
-
-
-def drawn(fig):
-    return {a.get_gid(): a for a in fig.findobj(lambda a: a.get_gid() is not None)}
-
-
-def test_diagram_draws_each_state_and_the_shown_transitions_only():
-    artists = drawn(_tcp.draw_state_diagram())
-    assert {g.removeprefix("state-") for g in artists if g.startswith("state-")} == set(_tcp.STATES)
-    arrows = {g for g in artists if g.startswith("transition-")}
-    assert arrows == {f"transition-{t.from_state}-{t.event}-{t.to_state}" for t in _tcp.TRANSITIONS if t.shown}
-
-
-def test_diagram_highlights_a_path_including_omitted_transitions():
-    client = _tcp.path(["ESTABLISHED", "FIN_WAIT2", "rcv data after close()"])
-    artists = drawn(_tcp.draw_state_diagram({"client": client}))
-    on_path = {f"transition-{t.from_state}-{t.event}-{t.to_state}" for t in client}
-    assert on_path <= set(artists)
-    widths = {g: a.get_linewidth() for g, a in artists.items() if g.startswith("transition-")}
-    assert min(widths[g] for g in on_path) > max(w for g, w in widths.items() if g not in on_path)
-    assert artists["transition-FIN_WAIT2-rcv data after close()-CLOSED"].get_linestyle() != "-"
-
-
-def test_diagram_alt_text_names_the_highlighted_path():
-    fig = _tcp.draw_state_diagram(_tcp.path(["ESTABLISHED", "FIN_WAIT2"]))
-    assert fig.axes[0].get_title(loc="left") == (
-        "TCP state diagram after RFC 9293 Figure 5. highlighted: close() from ESTABLISHED to FIN_WAIT1 "
-        "then rcv ACK of FIN from FIN_WAIT1 to FIN_WAIT2.")
-    fig.savefig(io.BytesIO(), format="png")  # renders without warnings (they are errors here)
-
-
-def test_diagram_refuses_transitions_not_in_the_table():
-    with pytest.raises(ValueError, match="not a row of socklab._tcp.TRANSITIONS"):
-        _tcp.draw_state_diagram([_tcp.Transition("ESTABLISHED", "magic", "CLOSED")])

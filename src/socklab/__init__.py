@@ -4,7 +4,7 @@ Layout: ``_lab`` runs a scenario in a forked child (``_netns`` isolates it,
 ``_capture`` records its packets, ``_states`` its socket tables) and sends
 plain ``_records`` home; ``_run.Run`` turns them into views (``_render``), a
 trace (``_trace``) and checked claims; ``_ladder`` draws them. ``_tcp`` holds
-RFC 9293's state machine, which ``_ladder`` and the pages draw; ``_summary``
+RFC 9293's state machine as a table, which ``_statediagram`` draws; ``_summary``
 reads the site-wide matrix and errno table out of runs.
 """
 
@@ -12,7 +12,8 @@ from ._lab import Lab, ScenarioError, ScenarioKilled, ScenarioTimeout, poll_name
 from ._netns import Isolation, probe
 from ._run import ClaimError, Run
 from ._show import show
-from ._tcp import TRANSITIONS, Transition, draw_state_diagram
+from ._statediagram import draw_state_diagram
+from ._tcp import TRANSITIONS, Transition
 from ._tcp import path as state_path
 
 __all__ = [
