@@ -34,7 +34,7 @@ __all__ = [
     "state_path",
 ]
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 # Public names report themselves as socklab.X in tracebacks and in the docs.
 for _name in __all__:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from ._netns import Isolation
 from ._records import Call, Calling, Failed, Finished, Frames, Named, Note, Snapshot, Started
 from ._render import Group, Lines, Table
 from ._states import SocketRow, kernel_state, ss_state
+from ._version import __version__
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -237,7 +239,9 @@ class Run:
         notes = list(self.notes)
         if self.isolation.reason:
             notes.insert(0, f"WARNING: {self.isolation.reason}. Fix: {self.isolation.fix}")
-        return Table(f"{self.name}: Linux {self.kernel}; {self.isolation.describe().split('. Missing')[0]}",
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.started_ns / 1e9)) if self.started_ns else "?"
+        where = self.isolation.describe().split(". Missing")[0]
+        return Table(f"{self.name}: Linux {self.kernel}, {when}, socklab {__version__}; {where}",
                      [], [], notes=notes, empty="")
 
     def __str__(self) -> str:
