@@ -1,7 +1,12 @@
 """The capture: each packet once, flushed by a marker, inside a private namespace."""
 
+import shutil
 import socket
+import subprocess
 
+import pytest
+
+import scenarios
 import socklab
 from socklab import _capture
 
@@ -35,3 +40,15 @@ def test_flush_marker_is_not_in_the_trace():
     run = socklab.run(exchange)
     assert all(p.sport != 9 and p.dport != 9 for p in run.packets)
     assert len(run.frames) == len(run.packets)  # no UDP marker frame left
+
+
+@pytest.mark.parametrize("tool", ["tcpdump", "tshark"])
+def test_a_runs_pcap_reads_back_in_capture_tools_packet_for_packet(tool, tmp_path):
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed: apt-get install {tool} (.ci/run does)")
+    run = socklab.run(scenarios.close_then_send)
+    path = run.save_pcap(tmp_path / "run.pcap")
+    out = subprocess.run([tool, "-n", "-r", path], capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert len(lines) == len(run.packets) == 7
+    assert "4321" in lines[0] and ("[R]" in lines[-1] or "RST" in lines[-1])
