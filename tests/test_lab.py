@@ -5,8 +5,9 @@ import select
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import textwrap
-import threading
 
 import pytest
 
@@ -40,38 +41,38 @@ def test_seed_scenario_states_match_the_seed_netstat():
     assert set(run.states_at("after send on server")) == {"listener"}
 
 
-def test_run_is_isolated_from_host_traffic_on_the_same_ports():
-    """Host loopback traffic on 127.0.0.1:4321 while the scenario runs never shows."""
-    if not _netns.probe().private:
-        pytest.fail("this machine refuses network namespaces; isolation cannot be tested")
-    stop = threading.Event()
+HOST_CHATTER = textwrap.dedent("""
+    import socket, sys
     host = socket.socket()
     host.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    host.bind(("127.0.0.1", scenarios.PORT))
+    host.bind(("127.0.0.1", 4321))
     host.listen(64)
-    exchanges = 0
+    n = 0
+    while True:
+        with socket.create_connection(("127.0.0.1", 4321)) as c:
+            s, _ = host.accept()
+            with s:
+                c.sendall(b"host traffic")
+                s.recv(100)
+        n += 1
+        if n in (5, 50, 500):
+            print(n, flush=True)
+""")
 
-    def chatter():
-        nonlocal exchanges
-        while not stop.is_set():
-            with socket.create_connection(("127.0.0.1", scenarios.PORT)) as c:
-                s, _ = host.accept()
-                with s:
-                    c.sendall(b"host traffic")
-                    s.recv(100)
-            exchanges += 1
 
-    thread = threading.Thread(target=chatter)
-    thread.start()
+def test_run_is_isolated_from_host_traffic_on_the_same_ports():
+    """A separate process keeps 127.0.0.1:4321 busy on the host; the scenario sees none of it."""
+    if not _netns.probe().private:
+        pytest.fail("this machine refuses network namespaces; isolation cannot be tested")
+    chatter = subprocess.Popen([sys.executable, "-c", HOST_CHATTER], stdout=subprocess.PIPE, text=True)
     try:
-        while exchanges < 5:
-            select.select([], [], [], 0.001)
+        assert chatter.stdout.readline().strip() == "5"  # the host is busy on the port now
         runs = [socklab.run(scenarios.close_then_send) for _ in range(5)]
+        assert chatter.poll() is None, "the host traffic stopped during the runs"
     finally:
-        stop.set()
-        thread.join()
-        host.close()
-    assert exchanges > 5
+        chatter.kill()
+        chatter.wait()
+        chatter.stdout.close()
     for run in runs:
         assert run.flow() == scenarios.SEED_FLOW
         assert {p.sport for p in run.packets} | {p.dport for p in run.packets} == {4321, 50000}
