@@ -133,6 +133,44 @@ socklab.show(run.trace())
 socklab.show(run.ladder())
 
 # %%
+# The paths through the state diagram
+# ------------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took in
+# this run. This time both stay on the figure's solid lines. The states are
+# the ones the tables show: both ``ESTABLISHED``; after the shutdown the
+# client in ``FIN-WAIT-2`` and the server in ``CLOSE-WAIT``, unchanged by
+# the server's byte and the client's ``recv()``; after both close the client
+# in ``TIME-WAIT`` and the server gone (``CLOSED``). The figure's
+# ``close()`` is the RFC's CLOSE call, "I have no more data to send"
+# (section 3.6), and here ``shutdown(SHUT_WR)`` makes it: the same FIN
+# goes out. Two states were too brief for a snapshot: the client's
+# ``FIN-WAIT-1``, from its FIN until the server's ACK of it, and the
+# server's ``LAST-ACK``, from the FIN its ``close()`` sent until the
+# client's ACK, the last two packets. The client's path stops in
+# ``TIME-WAIT``; the figure's ``timeout 2MSL`` takes it to ``CLOSED`` 60
+# seconds later (the ``Timer`` column), after the run. Compare the
+# :ref:`close() page <sphx_glr_auto_examples_02_close_01_close_then_send.py>`,
+# where the same first steps end in resets. The ``run.expect`` in this cell
+# checks those states, and the two FINs and their ACKs, against the run.
+CLIENT_PATH = ["ESTABLISHED", "FIN_WAIT2", "TIME_WAIT"]
+SERVER_PATH = ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]
+run.expect(
+    states={
+        "before shutdown on client": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+        "after shutdown on client": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after send on server": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after recv on client": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after close on both": {"client": "TIME_WAIT", "server": None},
+    },
+    packets={3: {"flags": "F.", "dport": PORT}, 4: {"flags": ".", "sport": PORT, "ack": 2},  # FIN-WAIT-1
+             7: {"flags": "F.", "sport": PORT}, 8: {"flags": ".", "dport": PORT, "ack": 3}},  # LAST-ACK
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(CLIENT_PATH),
+    "server": socklab.state_path(SERVER_PATH),
+}))
+
+# %%
 # What this page claims
 # ---------------------
 # Checked against this build's run: if the kernel does anything else, the

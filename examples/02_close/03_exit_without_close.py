@@ -39,6 +39,7 @@ def seed_program(lab):
     listener.listen(1)
     client = socket.create_connection(("127.0.0.1", PORT))
     server, _ = listener.accept()
+    lab.snapshot("before shutdown on client")
     client.shutdown(socket.SHUT_WR)
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
     lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel took the ACK in
@@ -83,7 +84,8 @@ run = socklab.run(exit_as_is)
 # %%
 # Socket states
 # -------------
-# At "end of test" the same two lines as in the seed's third ``netstat``:
+# Before the shutdown both ends are ``ESTAB``. At "end of test" the same two
+# lines as in the seed's third ``netstat``:
 # client ``FIN-WAIT-2`` with the unread ``a`` (``Recv-Q`` 1), server
 # ``CLOSE-WAIT`` with the unread FIN (``Recv-Q`` 1). After the exit the server
 # socket and the listener are gone, and the client's side is in ``TIME-WAIT``:
@@ -108,6 +110,41 @@ socklab.show(run.trace())
 # ``ACK``, and the client's lifeline ends in ``TIME_WAIT``, the server's in
 # ``CLOSED``. Nothing red: no reset.
 socklab.show(run.ladder())
+
+# %%
+# The paths through the state diagram
+# ------------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took in
+# this run. The states are the ones the tables show: both ``ESTABLISHED``
+# before the shutdown; the client in ``FIN-WAIT-2`` and the server in
+# ``CLOSE-WAIT`` at "end of test"; after the exit the client in
+# ``TIME-WAIT`` and the server gone (``CLOSED``). Both paths are the
+# figure's solid ones, the ordinary end of a connection: the server's
+# ``close()`` is the one the kernel made for the exiting process, and it
+# sent a FIN. Two states were too brief for a snapshot: the client's
+# ``FIN-WAIT-1``, from the FIN its ``shutdown()`` sent until the server's
+# ACK of it, and the server's ``LAST-ACK``, from the server's FIN until the
+# client's ACK, the last two packets. The client's path stops in
+# ``TIME-WAIT``, which it leaves 60 seconds later (the ``Timer`` column),
+# after the run. The runs further down, with the client closed first, leave
+# the figure instead: a reset ends both sockets from ``FIN-WAIT-2`` and
+# ``CLOSE-WAIT``. The ``run.expect`` in this cell checks those states, and
+# the two FINs and their ACKs, against the run.
+CLIENT_PATH = ["ESTABLISHED", "FIN_WAIT2", "TIME_WAIT"]
+SERVER_PATH = ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]
+run.expect(
+    states={
+        "before shutdown on client": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+        "end of test": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after exit": {"client": "TIME_WAIT", "server": None},
+    },
+    packets={3: {"flags": "F.", "dport": PORT}, 4: {"flags": ".", "sport": PORT, "ack": 2},  # FIN-WAIT-1
+             7: {"flags": "F.", "sport": PORT}, 8: {"flags": ".", "dport": PORT, "ack": 3}},  # LAST-ACK
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(CLIENT_PATH),
+    "server": socklab.state_path(SERVER_PATH),
+}))
 
 # %%
 # Why the server went first

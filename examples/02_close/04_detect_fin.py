@@ -63,7 +63,9 @@ def detect_fin(lab, finish):
     lab.wait_poll(server, POLL_RDHUP, label="server: poll(POLLRDHUP too), data")
     numbers = itertools.count(1)  # to number the recv calls in the table
     drain(lab, server, numbers)
+    lab.snapshot("before the FIN")
 
+    client_side = (f"127.0.0.1:{client.getsockname()[1]}", f"127.0.0.1:{PORT}")
     if finish == "close":
         lab.call(client.close, label="client: close()")
     else:
@@ -80,6 +82,9 @@ def detect_fin(lab, finish):
 
     lab.call(server.close, label="server: close()")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs that FIN
+    lab.wait_state(client_side, "TIME_WAIT")  # (it sends that ACK just before it moves)
+    lab.wait_state(server, None)  # ... and the server's kernel took the ACK in
+    lab.snapshot("after close on server")
     client.close()
     listener.close()
 
@@ -127,7 +132,9 @@ socklab.show(by_shutdown.results())
 # :ref:`sphx_glr_auto_examples_02_close_01_close_then_send.py`), and drops to
 # 0 once ``recv()`` has returned ``b''``: reading the end of file consumes the
 # FIN's sequence number. The server stays in ``CLOSE-WAIT`` until it closes;
-# the client, its FIN acknowledged, waits in ``FIN-WAIT-2``.
+# the client, its FIN acknowledged, waits in ``FIN-WAIT-2``. Once the server
+# has closed too, its socket is gone and the client's side is in
+# ``TIME-WAIT``.
 socklab.show(by_close.states())
 
 # %%
@@ -151,6 +158,41 @@ socklab.show(by_close.trace())
 socklab.show(by_close.ladder())
 
 # %%
+# The paths through the state diagram
+# ------------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took in
+# this run, from the states the tables show: both ``ESTABLISHED`` before the
+# FIN; the client in ``FIN-WAIT-2`` and the server in ``CLOSE-WAIT`` after
+# it, and still after the server's ``recv()`` returned ``b''``; once the
+# server has closed, the client in ``TIME-WAIT`` and the server gone
+# (``CLOSED``). The server's ``b''`` is its arrow out of ``ESTABLISHED``:
+# ``rcv FIN``. The figure draws "``rcv FIN`` / ``snd ACK``" as one step, but
+# here the ACK left tens of milliseconds after the FIN (the delayed ACK in
+# the trace), and the client sat in ``FIN-WAIT-1`` until it arrived; no
+# snapshot was taken in that state. The server's ``LAST-ACK`` was too brief
+# for one: it lasts from the FIN its ``close()`` sent until the client's
+# ACK, the last two packets. The client's path stops in ``TIME-WAIT``,
+# which it leaves 60 seconds later (the ``Timer`` column), after the run.
+# The ``run.expect`` in this cell checks those states, and the two FINs and
+# their ACKs, against the run.
+CLIENT_PATH = ["ESTABLISHED", "FIN_WAIT2", "TIME_WAIT"]
+SERVER_PATH = ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]
+by_close.expect(
+    states={
+        "before the FIN": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+        "after the FIN": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after recv returned b''": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after close on server": {"client": "TIME_WAIT", "server": None},
+    },
+    packets={5: {"flags": "F.", "dport": PORT}, 6: {"flags": ".", "sport": PORT, "ack": 4},  # FIN-WAIT-1
+             7: {"flags": "F.", "sport": PORT}, 8: {"flags": ".", "dport": PORT, "ack": 2}},  # LAST-ACK
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(CLIENT_PATH),
+    "server": socklab.state_path(SERVER_PATH),
+}))
+
+# %%
 # What this page claims
 # ---------------------
 # Checked against this build's runs: if the kernel does anything else, the
@@ -171,8 +213,10 @@ SERVER_SEES = {
 FLOW = ["client [S]", "server [S.]", "client [.]", "client [P.]", "server [.]",
         "client [F.]", "server [.]", "server [F.]", "client [.]"]
 STATES = {
+    "before the FIN": {"server": "ESTABLISHED", "client": "ESTABLISHED"},
     "after the FIN": {"server": ("CLOSE_WAIT", 1), "client": "FIN_WAIT2"},
     "after recv returned b''": {"server": ("CLOSE_WAIT", 0), "client": "FIN_WAIT2"},
+    "after close on server": {"server": None, "client": "TIME_WAIT"},
 }
 for r in (by_close, by_shutdown):
     r.expect(calls=SERVER_SEES, flow=FLOW, states=STATES)

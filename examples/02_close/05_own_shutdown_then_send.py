@@ -40,8 +40,12 @@ def own_shutdown_then_send(lab):
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send")
     lab.snapshot("after send on server")
 
+    server_side = (f"127.0.0.1:{PORT}", f"127.0.0.1:{client.getsockname()[1]}")
     lab.call(client.close, label="client: close()")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the client's FIN
+    lab.wait_state(server_side, "TIME_WAIT")  # (it sends that ACK just before it moves)
+    lab.wait_state(client, None)  # ... and the client's kernel took the ACK in
+    lab.snapshot("after close on client")
     lab.call(server.close, label="server: close()")
     listener.close()
 
@@ -55,7 +59,9 @@ run = socklab.run(own_shutdown_then_send)
 # in ``FIN-WAIT-2`` and the client in ``CLOSE-WAIT``, with the FIN counted in
 # the client's ``Recv-Q``. The failed ``send()`` changes nothing: the
 # "after send on server" table is the same, with ``Send-Q`` 0 (no byte was
-# queued).
+# queued). After the client's ``close()`` the client's socket is gone and
+# the server's side is in ``TIME-WAIT``: the side that sent the first FIN
+# waits, whichever called ``connect()``.
 socklab.show(run.states())
 
 # %%
@@ -84,6 +90,43 @@ socklab.show(run.trace())
 # other pages: the server in ``FIN_WAIT2`` on the right, the client in
 # ``CLOSE_WAIT`` on the left.
 socklab.show(run.ladder())
+
+# %%
+# The paths through the state diagram
+# ------------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took in
+# this run. The figure puts the side that closes first on the left, so here
+# the server takes the left-hand path. The states are the ones the tables
+# show: both ``ESTABLISHED``; after the shutdown the server in
+# ``FIN-WAIT-2`` and the client in ``CLOSE-WAIT``, and the same after the
+# failed ``send()``; after the client's ``close()`` the server in
+# ``TIME-WAIT`` and the client gone (``CLOSED``). The figure's ``close()``
+# is the RFC's CLOSE call, "I have no more data to send" (section 3.6),
+# which the server's ``shutdown(SHUT_WR)`` makes here. The ``send()`` that
+# failed is no arrow at all: a SEND in ``FIN-WAIT-2`` returns "error:
+# connection closing" and changes no state (section 3.10.2). Two states
+# were too brief for a snapshot: the server's ``FIN-WAIT-1``, from its FIN
+# until the client's ACK of it, and the client's ``LAST-ACK``, from the FIN
+# its ``close()`` sent until the server's ACK, the last two packets. The
+# server's path stops in ``TIME-WAIT``, which it leaves 60 seconds later,
+# after the run. The ``run.expect`` in this cell checks those states, and
+# the two FINs and their ACKs, against the run.
+CLIENT_PATH = ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]
+SERVER_PATH = ["ESTABLISHED", "FIN_WAIT2", "TIME_WAIT"]
+run.expect(
+    states={
+        "before shutdown on server": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+        "after shutdown on server": {"client": "CLOSE_WAIT", "server": "FIN_WAIT2"},
+        "after send on server": {"client": "CLOSE_WAIT", "server": "FIN_WAIT2"},
+        "after close on client": {"client": None, "server": "TIME_WAIT"},
+    },
+    packets={3: {"flags": "F.", "sport": PORT}, 4: {"flags": ".", "dport": PORT, "ack": 2},  # FIN-WAIT-1
+             5: {"flags": "F.", "dport": PORT}, 6: {"flags": ".", "sport": PORT, "ack": 2}},  # LAST-ACK
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(CLIENT_PATH),
+    "server": socklab.state_path(SERVER_PATH),
+}))
 
 # %%
 # What this page claims

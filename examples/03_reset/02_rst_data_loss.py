@@ -87,6 +87,38 @@ socklab.show(run.trace())
 socklab.show(run.ladder())
 
 # %%
+# The paths through the state diagram
+# ------------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took in
+# this run, from the states the tables show: both ``ESTABLISHED`` before the
+# reset, both gone (``CLOSED``) after it. Neither path is drawn in the RFC's
+# figure (dashed: transitions described in its text): the client's
+# ``close()`` with ``SO_LINGER`` 0 is the RFC's ABORT call, which sends a
+# reset and enters ``CLOSED`` at once (section 3.10.5), and the server goes
+# from ``ESTABLISHED`` straight to ``CLOSED`` on that reset (section
+# 3.10.7.4). The two runs further down take the same two paths (the claims
+# at the end of the page check their states and packets too). What this page
+# is about does not show here: a state diagram has no place for data. The
+# bytes that survived the reset, and those that did not, are in the
+# ``Recv-Q`` and ``Send-Q`` columns of the tables, not in any state; and the
+# server's socket, already ``CLOSED``, still handed its bytes to ``recv()``.
+# The ``run.expect`` in this cell checks those states and the reset against
+# the run.
+CLIENT_PATH = ["ESTABLISHED", "close() with SO_LINGER 0"]
+SERVER_PATH = ["ESTABLISHED", "rcv RST"]
+run.expect(
+    states={
+        "before the reset": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+        "after the reset": {"client": None, "server": None},
+    },
+    packets={5: {"flags": "R.", "dport": PORT}},  # after the data and its ACK, the client's reset
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(CLIENT_PATH),
+    "server": socklab.state_path(SERVER_PATH),
+}))
+
+# %%
 # Unread data at the closing end
 # ------------------------------
 # Now the other way round: the server sends ``b"reply"``, the client's kernel

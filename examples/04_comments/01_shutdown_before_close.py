@@ -57,11 +57,13 @@ socklab.show(run_close.trace())
 # shutdown(SHUT_RDWR), then close()
 # ---------------------------------
 # The reader's variant: the client shuts down both directions first, and
-# closes afterwards. A snapshot after each of the two calls.
+# closes afterwards. A snapshot before the shutdown and after each of the
+# two calls.
 
 
 def shutdown_then_close(lab):
     listener, client, server = connected_pair()
+    lab.snapshot("before shutdown on client")
     lab.call(client.shutdown, socket.SHUT_RDWR, label="client: shutdown(SHUT_RDWR)")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
     lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel took the ACK in
@@ -107,6 +109,43 @@ socklab.show(run_shutdown.trace())
 # :ref:`close() page <sphx_glr_auto_examples_02_close_01_close_then_send.py>`
 # has it.
 socklab.show(run_shutdown.ladder())
+
+# %%
+# The paths through the state diagram
+# ------------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took in
+# this run: the paths of the
+# :ref:`close() page <sphx_glr_auto_examples_02_close_01_close_then_send.py>`,
+# step for step. The states are the ones the tables show: both
+# ``ESTABLISHED``; the client in ``FIN-WAIT-2`` and the server in
+# ``CLOSE-WAIT`` after the shutdown, and still after the client's
+# ``close()``; then neither in the table (``CLOSED``). The figure's
+# ``close()`` arrow is the RFC's CLOSE call, "I have no more data to send"
+# (section 3.6): here ``shutdown()`` made it, with its FIN, and the
+# program's ``close()`` afterwards is no arrow at all, since no state
+# changed. Between the first two snapshots the client passed through
+# ``FIN-WAIT-1``, too brief for a snapshot: it lasts from the client's FIN
+# until the server's ACK of it. The last step leaves the figure (dashed):
+# the client answers the server's byte with a reset (``rcv data after
+# close()``), and the server's ``CLOSE-WAIT`` ends on that reset (``rcv
+# RST``). The next run shows that ``shutdown(SHUT_RDWR)`` alone, without
+# ``close()``, draws the same reset. The ``run.expect`` in this cell checks
+# those states, the data and the reset against the run.
+CLIENT_PATH = ["ESTABLISHED", "FIN_WAIT2", "rcv data after close()"]
+SERVER_PATH = ["ESTABLISHED", "CLOSE_WAIT", "rcv RST"]
+run_shutdown.expect(
+    states={
+        "before shutdown on client": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+        "after shutdown on client": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after close on client": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after send on server": {"client": None, "server": None},
+    },
+    packets={5: {"flags": "P."}, 6: {"flags": "R"}},  # the data, then the reset it drew
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(CLIENT_PATH),
+    "server": socklab.state_path(SERVER_PATH),
+}))
 
 # %%
 # shutdown(SHUT_RDWR) without close()

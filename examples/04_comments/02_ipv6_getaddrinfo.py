@@ -115,6 +115,37 @@ socklab.show(run.trace())
 socklab.show(run.ladder())
 
 # %%
+# The paths through the state diagram
+# ------------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took in
+# the IPv6 run. The state machine knows no address family, and the paths
+# are those of the
+# :ref:`close() page <sphx_glr_auto_examples_02_close_01_close_then_send.py>`.
+# The states are the ones the tables show: both ``ESTABLISHED``; the client
+# in ``FIN-WAIT-2`` and the server in ``CLOSE-WAIT``; then neither in the
+# table (``CLOSED``). Between the first two, the client passed through
+# ``FIN-WAIT-1``, too brief for a snapshot: it lasts from the client's FIN
+# until the server's ACK of it. The last step leaves the figure (dashed):
+# the client, closed, answers the server's byte with a reset (``rcv data
+# after close()``), and the server's ``CLOSE-WAIT`` ends on that reset
+# (``rcv RST``), not by its own ``close()``. The ``run.expect`` in this cell
+# checks those states, the data and the reset against the run.
+CLIENT_PATH = ["ESTABLISHED", "FIN_WAIT2", "rcv data after close()"]
+SERVER_PATH = ["ESTABLISHED", "CLOSE_WAIT", "rcv RST"]
+run.expect(
+    states={
+        "before close on client": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+        "after close on client": {"client": "FIN_WAIT2", "server": "CLOSE_WAIT"},
+        "after send on server": {"client": None, "server": None},
+    },
+    packets={5: {"flags": "P.", "ip": "IP6"}, 6: {"flags": "R", "ip": "IP6"}},  # the data, the reset
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(CLIENT_PATH),
+    "server": socklab.state_path(SERVER_PATH),
+}))
+
+# %%
 # The same code over IPv4
 # -----------------------
 # Only the host string changes. ``getpeername()`` now returns a 2-tuple;
