@@ -91,12 +91,9 @@ socklab.show(run_read.ladder())
 # the server's ``LAST-ACK``, from the server's FIN until the client's ACK,
 # the last two packets. The client's path stops in ``TIME-WAIT``, which it
 # leaves 60 seconds later, after the run. The run below, with one byte
-# unread, leaves this picture at its first step: both sockets go from
-# ``ESTABLISHED`` to ``CLOSED`` at once, the client by sending the reset,
-# the server by receiving it (``rcv RST``). The RFC describes the client's
-# step only in its text (section 3.6.1), and it is not among the
-# transitions this site draws. The ``run.expect`` in this cell checks the
-# states drawn, and the two FINs and their ACKs, against the run.
+# unread, leaves this picture at its first step (its own diagram follows it).
+# The ``run.expect`` in this cell checks the states drawn, and the two FINs
+# and their ACKs, against the run.
 CLIENT_PATH = ["ESTABLISHED", "FIN_WAIT2", "TIME_WAIT"]
 SERVER_PATH = ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]
 run_read.expect(
@@ -174,6 +171,22 @@ socklab.show(run_unread.trace())
 # below the reset report it: ``poll()`` with ``POLLERR``, ``recv()`` with
 # ``ECONNRESET``.
 socklab.show(run_unread.ladder())
+
+# %%
+# In the state diagram both sockets leave ``ESTABLISHED`` straight for
+# ``CLOSED``: the client by sending the reset, on a dashed edge Figure 5 does
+# not draw (the RFC gives this step only in its text, section 3.6.1), the
+# server by receiving it (``rcv RST``). Compare the solid paths of the first
+# run above: one unread byte is the whole difference.
+run_unread.expect(
+    states={"before close on client": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
+            "after close on client": {"client": None, "server": None}},
+    packets={5: {"flags": "R.", "dport": PORT}},  # the client's reset, and no FIN before it
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(["ESTABLISHED", "close() with unread data", "CLOSED"]),
+    "server": socklab.state_path(["ESTABLISHED", "rcv RST", "CLOSED"]),
+}))
 
 # %%
 # What this page claims

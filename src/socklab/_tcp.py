@@ -162,6 +162,9 @@ TRANSITIONS: tuple[Transition, ...] = (
       for s in ("SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT")),
     *(_T(s, "rcv data after close()", "CLOSED", "snd RST", "RFC 9293 3.6.1", False)
       for s in ("FIN_WAIT1", "FIN_WAIT2")),
+    # Linux's tcp_close(): data still unread when the last descriptor closes -> RST, not FIN.
+    *(_T(s, "close() with unread data", "CLOSED", "snd RST", "RFC 9293 3.6.1", False)
+      for s in ("ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT2")),
     _T("FIN_WAIT2", "timeout tcp_fin_timeout", "CLOSED", "", "tcp(7) tcp_fin_timeout", False),
 )
 EVENTS = tuple(dict.fromkeys(t.event for t in TRANSITIONS))
