@@ -223,7 +223,7 @@ def draw_state_diagram(highlight: Sequence[Transition] | Mapping[str, Sequence[T
                 if clear:
                     break
         used.setdefault((a, b), []).append(bend)
-        ax.add_patch(FancyArrowPatch((x1, y1), (x2, y2), patchA=patches[a], patchB=patches[b],
+        ax.add_artist(FancyArrowPatch((x1, y1), (x2, y2), patchA=patches[a], patchB=patches[b],
                                      connectionstyle=f"arc3,rad={bend}", arrowstyle="-|>",
                                      mutation_scale=13 if colour else 10, lw=2.6 if colour else 1.0,
                                      color=colour or MUTED, zorder=5 if colour else 2,
