@@ -38,7 +38,6 @@ PACKET_STATISTICS = 6
 SOL_PACKET = 263
 SO_RCVBUFFORCE = 33
 
-MARKER_PORT = 9  # the flush datagram goes to a socket we bind; never shown
 _TIMESTAMP = struct.Struct("@ll")
 
 

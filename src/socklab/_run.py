@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from . import _trace
 from ._netns import Isolation
-from ._records import Call, Calling, Failed, Finished, Frames, Named, Note, Snapshot, Started
+from ._records import Call, Calling, Frames, Named, Note, Snapshot, Started
 from ._render import Group, Lines, Table
 from ._states import SocketRow, kernel_state, ss_state
 from ._version import __version__
@@ -51,7 +51,6 @@ class Run:
         self.calls = [r for r in records if isinstance(r, Call)]
         self.notes = [r.text for r in records if isinstance(r, Note)]
         self.frames = [f for r in records if isinstance(r, Frames) for f in r.frames]
-        self.finished = any(isinstance(r, (Finished, Failed)) for r in records)
         self.killed_by: str | None = None
         self.summary: dict | None = None
         self._names = [r for r in records if isinstance(r, Named)]
