@@ -150,3 +150,11 @@ def test_several_servers_are_told_apart_by_their_peers_port():
     run = Run("two", [Started("6.18.0", "netns", True, "", "", 0), Snapshot("s", 1, (LISTENER, one, two)),
                       Finished(2)])
     assert list(run.states_at("s")) == ["listener", "server:50000", "server:50001"]
+
+
+def test_packet_claims_without_capture_say_why_and_what_to_do():
+    run = Run("blind", [Started("6.18.0", "none", False, "packet capture refused (EPERM)", "run as root", 0),
+                        Finished(1)])
+    with pytest.raises(ClaimError, match=r"packet claims cannot be checked: no capture \(packet capture "
+                                         r"refused \(EPERM\)\)\. Fix: run as root"):
+        run.expect(flow=["client [S]"])

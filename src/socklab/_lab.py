@@ -226,7 +226,8 @@ class Lab:
         receiver's state, follow with ``wait_state``.
         """
         if self._capture is None:
-            raise RuntimeError("wait_packet needs packet capture, which this machine refused")
+            raise RuntimeError(f"wait_packet needs packet capture, which this machine refused "
+                               f"({self.isolation.reason}). Fix: {self.isolation.fix or _netns.FIX_CAPTURE}")
         wanted = flags
         count = 0
 

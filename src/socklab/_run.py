@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import _trace
-from ._netns import Isolation
+from ._netns import FIX_CAPTURE, Isolation
 from ._records import Call, Calling, Frames, Named, Note, Snapshot, Started
 from ._render import Group, Lines, Table
 from ._states import SocketRow, kernel_state, ss_state
@@ -285,6 +285,10 @@ class Run:
             got = self.call(label).outcome
             if got != str(want):
                 broken.append(f"call {label!r}: the page says {want}, the kernel returned {got}")
+        if (flow is not None or packets) and not self.isolation.capture:
+            broken.append(f"the page's packet claims cannot be checked: no capture "
+                          f"({self.isolation.reason}). Fix: {self.isolation.fix or FIX_CAPTURE}")
+            flow, packets = None, None
         if flow is not None:
             got_flow = self.flow()
             if list(flow) != got_flow:
