@@ -112,6 +112,7 @@ class Capture:
         self._marker_rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._marker_rx.bind(("127.0.0.1", 0))
         self._token = os.urandom(16)
+        self._stopped = False
 
     def close(self) -> None:
         self.sock.close()
@@ -123,7 +124,12 @@ class Capture:
         return struct.unpack("II", raw)[1]
 
     def read_available(self) -> list[Frame]:
-        """Read every queued frame; return the new ones (outgoing copies only)."""
+        """Read every queued frame; return the new ones (outgoing copies only).
+
+        After ``flush`` the capture is stopped: nothing more is read.
+        """
+        if self._stopped:
+            return []
         new = []
         while True:
             try:
@@ -157,18 +163,19 @@ class Capture:
             select.select([self.sock], [], [], left)
 
     def flush(self) -> list[Frame]:
-        """Send the marker, read up to it, stop. Return the frames, marker excluded."""
+        """Send the marker, read up to it, stop. Keep and return the frames before the marker."""
         port = self._marker_rx.getsockname()[1]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             tx.sendto(self._token, ("127.0.0.1", port))
         self.read_available()
         for i, frame in enumerate(self.frames):
             if frame.data.endswith(self._token):
-                frames = self.frames[:i]
+                self.frames = self.frames[:i]  # the marker and anything after it are dropped
+                self._stopped = True
                 break
         else:
             raise CaptureError("the flush marker never reached the capture: packets were lost")
         lost = self.drops()
         if lost:
             raise CaptureError(f"the kernel dropped {lost} frames: the capture queue overflowed")
-        return frames
+        return self.frames

@@ -101,6 +101,12 @@ class Lab:
         self._send_frames()
         self._send(record)
 
+    def finish(self) -> None:
+        """End of the scenario: flush the capture and send the frames not sent yet."""
+        if self._capture is not None:
+            self._capture.flush()
+        self._send_frames()
+
     def _send_frames(self) -> None:
         if self._capture is None:
             return
@@ -148,11 +154,8 @@ class Lab:
         owner = getattr(fn, "__self__", None)
         local, peer, listening, inode = "", "", False, 0
         if isinstance(owner, socket.socket) and owner.fileno() >= 0:
-            local, peer = _address(owner, False), _address(owner, True)
+            local, peer, inode = self._identify(owner)
             listening = bool(owner.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-            inode = os.fstat(owner.fileno()).st_ino
-            if peer:
-                self._seen[id(owner)] = (local, peer)
         label = label or str(getattr(fn, "__name__", repr(fn)))
         # Announce the call first, so a signal that kills us during it is attributed.
         self._emit(Calling(label))
@@ -167,10 +170,16 @@ class Lab:
 
     def name(self, sock: socket.socket, name: str) -> None:
         """Call `sock` `name` in tables, traces and claims (instead of client/server)."""
+        local, peer, inode = self._identify(sock)
+        self._emit(Named(name, inode, local, peer))
+
+    def _identify(self, sock: socket.socket) -> tuple[str, str, int]:
+        """(local, peer, inode) of an open socket; its addresses are remembered for
+        ``wait_state`` once the socket is closed."""
         local, peer = _address(sock, False), _address(sock, True)
         if peer:
             self._seen[id(sock)] = (local, peer)
-        self._emit(Named(name, os.fstat(sock.fileno()).st_ino, local, peer))
+        return local, peer, os.fstat(sock.fileno()).st_ino
 
     def note(self, text: str) -> None:
         """Add a line of explanation to the run's output."""
@@ -195,8 +204,8 @@ class Lab:
             key = sock
         else:
             if sock.fileno() >= 0:
-                inode = os.fstat(sock.fileno()).st_ino
-                key = (_address(sock, False), _address(sock, True) or "*")
+                local, peer, inode = self._identify(sock)
+                key = (local, peer or "*")
             elif id(sock) in self._seen:  # closed: it lives on in the kernel under its addresses
                 key = self._seen[id(sock)]
             else:
@@ -254,9 +263,9 @@ class Lab:
         p.register(sock, events)
         result = p.poll(timeout * 1000)
         revents = result[0][1] if result else 0
+        local, peer, inode = self._identify(sock)
         self._emit(Call(label or f"poll({poll_names(events)})", time.time_ns(), poll_names(revents),
-                        None, _address(sock, False), _address(sock, True), False,
-                        os.fstat(sock.fileno()).st_ino))
+                        None, local, peer, False, inode))
         return revents
 
 
@@ -301,11 +310,7 @@ def _child(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int)
         lab = Lab(send, capture, isolation)
         try:
             scenario(lab)
-            if capture is not None:
-                frames = capture.flush()
-                capture.frames = frames  # the marker and anything after it are dropped
-                lab._frames_sent = min(lab._frames_sent, len(frames))
-                lab._send_frames()
+            lab.finish()
             send(Finished(time.time_ns()))
         except BaseException as e:  # noqa: BLE001 - report everything to the parent
             lab._send_frames()
