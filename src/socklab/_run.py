@@ -16,6 +16,7 @@ the only naming for Unix sockets).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -99,7 +100,9 @@ class Run:
                 return f"snapshot {record.label!r}"
         return "nothing recorded (it died before its first step)"
 
+    @functools.cached_property
     def server_ports(self) -> set[int]:
+        """Ports that listened, or received a SYN (computed once: the records never change)."""
         ports = {row.local_port for s in self.snapshots for row in s.rows if row.state == "LISTEN"}
         ports |= {p.dport for p in self.packets if p.flags == "S"} if self.frames else set()
         return {p for p in ports if p is not None}
@@ -114,7 +117,7 @@ class Run:
             return f"unix {row.inode}"
         if row.state == "LISTEN":
             return "listener"
-        servers = self.server_ports()
+        servers = self.server_ports
         if row.local_port in servers:
             return "server"
         if row.peer_port in servers:
@@ -126,7 +129,7 @@ class Run:
         for named in self._names:
             if named.local in (f"{address}:{port}", f"[{address}]:{port}"):
                 return named.name
-        return "server" if port in self.server_ports() else "client"
+        return "server" if port in self.server_ports else "client"
 
     def _roles(self, rows: Sequence[SocketRow]) -> list[str]:
         names = [self.role(r) for r in rows]
