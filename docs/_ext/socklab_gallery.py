@@ -23,8 +23,8 @@ GENERATED = "_generated"
 
 class PcapScraper:
     def __init__(self) -> None:
-        self.published: set[int] = set()
-        self.runs: dict[int, tuple[str, socklab.Run]] = {}  # id -> (docname, run)
+        # id -> (docname, run): every run published so far (holding the run keeps its id unique)
+        self.runs: dict[int, tuple[str, socklab.Run]] = {}
 
     def __repr__(self) -> str:  # sphinx-gallery hashes the config by repr
         return "PcapScraper()"
@@ -34,9 +34,8 @@ class PcapScraper:
         docname = target.relative_to(Path(gallery_conf["src_dir"])).with_suffix("").as_posix()
         links = []
         for value in block_vars["example_globals"].values():
-            if not isinstance(value, socklab.Run) or id(value) in self.published:
+            if not isinstance(value, socklab.Run) or id(value) in self.runs:
                 continue
-            self.published.add(id(value))
             self.runs[id(value)] = (docname, value)
             if not value.packets:
                 continue
