@@ -25,6 +25,7 @@ extensions = [
     "sphinx_copybutton",
     "sphinx.ext.autodoc",
     "socklab_gallery",
+    "socklab_spelling",
     "matplotlib.sphinxext.plot_directive",
 ]
 # Concept pages draw their pictures from scenarios run during the build.

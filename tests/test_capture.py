@@ -8,13 +8,6 @@ import pytest
 
 import scenarios
 import socklab
-from socklab import _capture
-
-
-def test_tcp_summary_reads_ports_and_flags():
-    from test_trace import SEED
-    assert _capture.tcp_summary(SEED[0][1]) == (50000, 4321, 0x02)
-    assert _capture.tcp_summary(b"short") is None
 
 
 def exchange(lab):

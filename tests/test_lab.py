@@ -13,7 +13,7 @@ import pytest
 
 import scenarios
 import socklab
-from socklab import _netns
+from socklab import State, _netns
 
 
 def open_fds():
@@ -36,7 +36,7 @@ def test_seed_scenario_sends_once_then_gets_epipe():
 def test_seed_scenario_states_match_the_seed_netstat():
     run = socklab.run(scenarios.close_then_send)
     after_close = run.states_at("after close on client")
-    assert (after_close["client"].state, after_close["server"].state) == ("FIN_WAIT2", "CLOSE_WAIT")
+    assert (after_close["client"].state, after_close["server"].state) == (State.FIN_WAIT2, State.CLOSE_WAIT)
     assert after_close["server"].recv_q == 1
     assert set(run.states_at("after send on server")) == {"listener"}
 
@@ -180,7 +180,7 @@ def test_wait_state_times_out_saying_what_the_state_is():
         listener.listen(1)
         lab.wait_state(listener, "CLOSE_WAIT", timeout=0.05)
 
-    with pytest.raises(socklab.ScenarioError, match="did not reach CLOSE_WAIT within 0.05s .it is LISTEN"):
+    with pytest.raises(socklab.ScenarioError, match="did not reach CLOSE-WAIT within 0.05s .it is LISTEN"):
         socklab.run(waits)
 
 
@@ -214,7 +214,7 @@ def test_refused_namespace_still_runs_and_says_what_is_missing(refused_namespace
     assert "NOT isolated" in text and "network namespaces refused" in text and "Fix:" in text
     assert [c.outcome for c in run.calls] == ["None", "1", "EPIPE"]
     # only the scenario's own sockets and packets, even in the host's namespace
-    ports = {scenarios.PORT, run.call("send #1").peer.rpartition(":")[2]}
+    ports = {scenarios.PORT, run.call("send #1").socket.peer.port}
     for snap in run.snapshots:
         for row in snap.rows:
             assert str(row.local_port) in {str(p) for p in ports}
@@ -271,7 +271,7 @@ def test_wait_state_finds_a_socket_closed_through_lab_call():
         lab.snapshot("closed")
         server.close()
 
-    assert socklab.run(closes).states_at("closed")["client"].state == "FIN_WAIT2"
+    assert socklab.run(closes).states_at("closed")["client"].state is State.FIN_WAIT2
 
 
 def test_wait_state_on_a_socket_never_seen_open_says_what_to_do():

@@ -9,10 +9,10 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 import socklab
+from builders import call, row
 from socklab import _ladder
-from socklab._records import Call, Finished, Frames, Snapshot, Started
+from socklab._records import Finished, Frames, Snapshot, Started
 from socklab._run import Run
-from socklab._states import SocketRow
 
 T0 = 1_700_000_000_000_000_000
 US = 1_000
@@ -30,11 +30,7 @@ def frame(sport, dport, flags, seq, ack=0, payload=b"", src="127.0.0.1"):
         sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=512) / payload)
 
 
-def row(state, local, peer, recv_q=0):
-    return SocketRow("tcp", state, recv_q, 0, local, peer, "", 0)
-
-
-LISTENER = SocketRow("tcp", "LISTEN", 0, 1, SERVER, "0.0.0.0:*", "", 1)
+LISTENER = row("LISTEN", SERVER, "0.0.0.0:*", send_q=1, inode=1)
 # The seed's run: handshake, client close(), server ACK, server sends a byte, client RST.
 PACKETS = [
     (T0, frame(50000, 4321, "S", 1000)),
@@ -53,12 +49,12 @@ def seed_run(frames=PACKETS, capture=True):
                 "" if capture else "namespaces are refused here", "", T0 - 500 * US),
         Snapshot("before close", T0 + 50 * US,
                  (LISTENER, row("ESTABLISHED", SERVER, CLIENT), row("ESTABLISHED", CLIENT, SERVER))),
-        Call("client: close()", T0 + 1010 * US, "None", None, CLIENT, SERVER),
+        call("close()", T0 + 1010 * US, None, local=CLIENT, peer=SERVER),
         Snapshot("after close", T0 + 2100 * US,
                  (LISTENER, row("CLOSE_WAIT", SERVER, CLIENT, 1), row("FIN_WAIT2", CLIENT, SERVER))),
-        Call("server: send #1", T0 + 3050 * US, "1", None, SERVER, CLIENT),
+        call("send #1", T0 + 3050 * US, 1, local=SERVER, peer=CLIENT),
         Snapshot("after send", T0 + 3200 * US, (LISTENER,)),
-        Call("server: send #2", T0 + 3300 * US, None, "EPIPE", SERVER, ""),
+        call("send #2", T0 + 3300 * US, errno="EPIPE", local=SERVER),
         Frames(tuple(frames)),
         Finished(T0 + 4000 * US),
     ])
@@ -110,18 +106,18 @@ def test_rows_follow_time_so_calls_sit_between_the_packets_around_them():
 
 def test_states_are_written_beside_each_lifeline_where_they_change():
     fig = _ladder.ladder(seed_run())
-    assert texts(fig, "state-left-") == ["ESTABLISHED", "FIN_WAIT2", "CLOSED"]
-    assert texts(fig, "state-right-") == ["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]
+    assert texts(fig, "state-left-") == ["ESTABLISHED", "FIN-WAIT-2", "CLOSED"]
+    assert texts(fig, "state-right-") == ["ESTABLISHED", "CLOSE-WAIT", "CLOSED"]
     left, right = _ladder._X
     assert {a.get_position()[0] for g, a in drawn(fig, "state-left-").items()} == {left}
     assert {a.get_position()[0] for g, a in drawn(fig, "state-right-").items()} == {right}
 
 
-def test_the_kernels_close_state_reads_closed_like_in_the_state_diagram():
+def test_states_are_spelled_as_rfc_9293_does_like_in_the_state_diagram():
     records = seed_run().records
     records.insert(-2, Snapshot("unhashed", T0 + 3400 * US, (row("CLOSE", SERVER, CLIENT),)))
     assert texts(_ladder.ladder(Run("seed", records)), "state-right-") == [
-        "ESTABLISHED", "CLOSE_WAIT", "CLOSED"]
+        "ESTABLISHED", "CLOSE-WAIT", "CLOSED"]
 
 
 def test_calls_are_written_on_the_side_that_made_them_with_their_result():
@@ -176,7 +172,7 @@ def test_flag_letters_become_words(flags, words):
 def test_without_capture_states_and_calls_are_still_drawn_and_the_gap_is_said():
     fig = _ladder.ladder(seed_run(frames=(), capture=False))
     assert arrows(fig) == []
-    assert texts(fig, "state-left-") == ["ESTABLISHED", "FIN_WAIT2", "CLOSED"]
+    assert texts(fig, "state-left-") == ["ESTABLISHED", "FIN-WAIT-2", "CLOSED"]
     assert texts(fig, "call-")[-1] == "send #2 = EPIPE"
     assert "no packets: namespaces are refused here" in texts(fig, "note-")
 
@@ -198,10 +194,10 @@ def linger_zero(lab):
     server, _ = listener.accept()
     lab.snapshot("connected")
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    lab.call(client.close, label="client: close()")
+    lab.call(client.close, label="close()")
     lab.wait_packet("R.")  # an abort's reset also acknowledges
     lab.snapshot("after the reset")
-    lab.call(server.recv, 1, label="server: recv")
+    lab.call(server.recv, 1, label="recv")
 
 
 def test_ladder_of_a_real_run_matches_its_packets_states_and_calls():

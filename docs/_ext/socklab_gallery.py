@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import socklab
-from socklab._summary import MATRIX_COLUMNS, errno_rows, matrix_row
+from socklab_summary import MATRIX_COLUMNS, errno_rows, matrix_row
 
 GENERATED = "_generated"
 
@@ -71,9 +71,10 @@ def _cell(text: str) -> str:
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    """A Markdown table in a ``sl-generated`` container (the build checks its spelling of states)."""
+    lines = ["````{container} sl-generated", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n````\n"
 
 
 def write_tables(app) -> None:

@@ -26,10 +26,10 @@ def connected():
 
 def both_directions(lab, ask, labels):
     listener, client, server = connected()
-    lab.call(client.shutdown, socket.SHUT_WR, label="client: shutdown(SHUT_WR)")
+    lab.call(client.shutdown, socket.SHUT_WR, label="shutdown(SHUT_WR)")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
     lab.wait_poll(server, ask, timeout=0, label=labels[0])
-    lab.call(server.shutdown, socket.SHUT_WR, label="server: shutdown(SHUT_WR)")
+    lab.call(server.shutdown, socket.SHUT_WR, label="shutdown(SHUT_WR)")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs that FIN
     lab.wait_poll(server, ask, timeout=0, label=labels[1])
 
@@ -49,8 +49,8 @@ def own_shutdown_only(lab):  # not drawn
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send")
     epoll = select.epoll()
     epoll.register(client.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
-    lab.call(lambda: epoll.poll(0)[0][1], label="client: epoll")
-    lab.call(lambda: select.select([client], [], [], 0)[0] == [client], label="client: select")
+    lab.call(lambda: epoll.poll(0)[0][1], label="epoll", by="client")
+    lab.call(lambda: select.select([client], [], [], 0)[0] == [client], label="select", by="client")
 
 
 socklab.run(own_shutdown_only).expect(

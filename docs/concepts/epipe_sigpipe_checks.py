@@ -29,11 +29,11 @@ def connected():
 
 def own_shutdown(lab, call):
     listener, client, server = connected()
-    lab.call(server.shutdown, socket.SHUT_WR, label="server: shutdown(SHUT_WR)")
+    lab.call(server.shutdown, socket.SHUT_WR, label="shutdown(SHUT_WR)")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the FIN
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     call(lab, server)
-    lab.call(client.close, label="client: close()")
+    lab.call(client.close, label="close()")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the client's FIN
 
 
@@ -49,7 +49,7 @@ def reset_then_send(lab):
 
 
 nosignal = socklab.run(
-    lambda lab: own_shutdown(lab, lambda lab, s: lab.call(s.send, b"a", socket.MSG_NOSIGNAL, label="server: send")),
+    lambda lab: own_shutdown(lab, lambda lab, s: lab.call(s.send, b"a", socket.MSG_NOSIGNAL, label="send")),
     name="own shutdown, MSG_NOSIGNAL",
 )
 nosignal.expect(

@@ -42,9 +42,9 @@ def head(p, say):
     return [
         (f"{(p.time_ns - t0) / 1e9:.6f}", say and "seconds since the\nfirst packet"),
         (p.ip, say and "IPv4"),
-        (p.source, say and "from address.port"),
+        (f"{p.source.address}.{p.source.port}", say and "from address.port"),
         (">", None),
-        (p.destination + ":", say and "to address.port"),
+        (f"{p.destination.address}.{p.destination.port}:", say and "to address.port"),
     ]
 
 

@@ -23,12 +23,12 @@ def peer_never_reads(lab):
     listener = socket.create_server(("127.0.0.1", PORT))
     client = socket.create_connection(("127.0.0.1", PORT))
     server, _ = listener.accept()
-    lab.call(client.send, b"hello", label="client: send")
+    lab.call(client.send, b"hello", label="send")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the 5 bytes
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER)
-    lab.call(client.close, label="client: close(), linger 5")
+    lab.call(client.close, label="close(), linger 5")
     lab.snapshot("after close()")
-    lab.call(server.close, label="server: close(), 5 bytes unread")
+    lab.call(server.close, label="close(), 5 bytes unread")
     lab.wait_packet("R.")
 
 
@@ -62,7 +62,7 @@ def connected():
 def timed(lab, fn, label):
     start = time.monotonic()
     lab.call(fn, label=label)
-    lab.call(lambda: time.monotonic() - start < 0.1, label=f"{label} was quick")
+    lab.record(f"{label} was quick", time.monotonic() - start < 0.1)
 
 
 def unread_data(lab):  # {1, 5} and unread data: RST at once, no waiting
@@ -140,13 +140,13 @@ def shutdown_with_linger_zero(lab):
 
 HANDSHAKE = ["client [S]", "server [S.]", "client [.]"]
 unread = socklab.run(unread_data)
-unread.expect(calls={"close was quick": True}, flow=HANDSHAKE + ["server [P.]", "client [.]", "client [R.]"])
+unread.expect(values={"close was quick": True}, flow=HANDSHAKE + ["server [P.]", "client [.]", "client [R.]"])
 socklab.run(shutdown_does_not_linger).expect(
-    calls={"shutdown was quick": True}, states={"after shutdown()": {"client": {"state": "FIN_WAIT1"}}}
+    values={"shutdown was quick": True}, states={"after shutdown()": {"client": {"state": "FIN_WAIT1"}}}
 )
-socklab.run(lambda lab: exit_with(lab, (1, 1)), name="exit, linger 1").expect(calls={"exit was quick": True})
+socklab.run(lambda lab: exit_with(lab, (1, 1)), name="exit, linger 1").expect(values={"exit was quick": True})
 exit_zero = socklab.run(lambda lab: exit_with(lab, (1, 0)), name="exit, linger 0")
-exit_zero.expect(calls={"exit was quick": True})
+exit_zero.expect(values={"exit was quick": True})
 assert "client [R.]" in exit_zero.flow()
 socklab.run(after_time_wait).expect(
     flow=HANDSHAKE + ["client [F.]", "server [.]", "server [F.]", "client [.]"],

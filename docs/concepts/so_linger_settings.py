@@ -5,7 +5,6 @@ docs build. Each run's claims are checked first, so the build fails if the
 kernel disagrees with the page. Run it by hand with ``python so_linger_settings.py``.
 """
 
-import ast
 import socket
 import struct
 import time
@@ -35,12 +34,12 @@ def stalled_reader(lab, linger):
     except BlockingIOError:
         pass
     client.setblocking(True)
-    lab.call(lambda: sent, label="client: bytes sent")
+    lab.record("bytes sent", sent)
     if linger:
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", *linger))
     start = time.monotonic()
-    lab.call(client.close, label="client: close()")
-    lab.call(lambda: (time.monotonic() - start) * 1000, label="close() ms")
+    lab.call(client.close, label="close()")
+    lab.record("close() ms", (time.monotonic() - start) * 1000)
     lab.snapshot("after close()")
     server.settimeout(5)
     got, end = 0, "?"
@@ -50,16 +49,15 @@ def stalled_reader(lab, linger):
         end = "b''"
     except OSError as e:
         end = type(e).__name__
-    lab.call(lambda: (got, end), label="server: read")
+    lab.record("server read", (got, end))
 
 
 SETTINGS = {"off (default)": None, "{1, 0}": (1, 0), "{1, 1}": (1, 1)}
 results = {}
 for name, linger in SETTINGS.items():
     run = socklab.run(lambda lab, linger=linger: stalled_reader(lab, linger), name=name)
-    sent = int(run.call("client: bytes sent").outcome)
-    ms = float(run.call("close() ms").outcome)
-    got, end = ast.literal_eval(run.call("server: read").outcome)
+    sent, ms = run.value("bytes sent"), run.value("close() ms")
+    got, end = run.value("server read")
     results[name] = (sent, ms, got, end)
     if linger == (1, 0):
         assert ms < 100 and got < sent and end == "ConnectionResetError", results[name]

@@ -29,14 +29,14 @@ def socketpair_send(lab):
     lab.name(pair[0], "pair[0]")
     lab.name(pair[1], "pair[1]")
     lab.snapshot("before close on pair[0]")
-    lab.wait_poll(pair[1], EVENTS, timeout=0, label="pair[1]: poll() before")
+    lab.wait_poll(pair[1], EVENTS, timeout=0, label="poll() before")
 
-    lab.call(pair[0].close, label="close(pair[0])")
+    lab.call(pair[0].close, label="close()")
     lab.snapshot("after close on pair[0]")
-    lab.wait_poll(pair[1], EVENTS, timeout=0, label="pair[1]: poll() after")
+    lab.wait_poll(pair[1], EVENTS, timeout=0, label="poll() after")
 
-    lab.call(pair[1].send, b"a", socket.MSG_NOSIGNAL, label="pair[1]: send(b'a')")
-    lab.call(pair[1].recv, 1, label="pair[1]: recv(1)")
+    lab.call(pair[1].send, b"a", socket.MSG_NOSIGNAL, label="send(b'a')")
+    lab.call(pair[1].recv, 1, label="recv(1)")
 
 
 run = socklab.run(socketpair_send)
@@ -81,11 +81,11 @@ def socketpair_unread(lab):
     pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     lab.name(pair[0], "pair[0]")
     lab.name(pair[1], "pair[1]")
-    lab.call(pair[1].send, b"x", label="pair[1]: send(b'x')")
-    lab.call(pair[0].close, label="close(pair[0]) with b'x' unread")
-    lab.call(pair[1].send, b"a", socket.MSG_NOSIGNAL, label="pair[1]: send(b'a')")
-    lab.call(pair[1].recv, 1, label="pair[1]: recv(1) #1")
-    lab.call(pair[1].recv, 1, label="pair[1]: recv(1) #2")
+    lab.call(pair[1].send, b"x", label="send(b'x')")
+    lab.call(pair[0].close, label="close() with b'x' unread")
+    lab.call(pair[1].send, b"a", socket.MSG_NOSIGNAL, label="send(b'a')")
+    lab.call(pair[1].recv, 1, label="recv(1) #1")
+    lab.call(pair[1].recv, 1, label="recv(1) #2")
     lab.snapshot("at the end")
 
 
@@ -128,9 +128,9 @@ unread.expect(
 )
 # For the site's "what happens when" matrix: the close of one end, then the
 # other end's send and receive.
-run.summarize(closer="close(pair[0])", sends=["pair[1]: send(b'a')"],
+run.summarize(closer="pair[0]: close()", sends=["pair[1]: send(b'a')"],
               recv="pair[1]: recv(1)")
-unread.summarize(closer="close(pair[0]) with b'x' unread", sends=["pair[1]: send(b'a')"],
+unread.summarize(closer="pair[0]: close() with b'x' unread", sends=["pair[1]: send(b'a')"],
                  recv="pair[1]: recv(1) #1")
 socklab.show(run.about())
 

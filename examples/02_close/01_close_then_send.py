@@ -33,18 +33,18 @@ def close_then_send(lab):
     server, _ = listener.accept()
     lab.snapshot("before close on client")
 
-    lab.call(client.close, label="client: close()")
+    lab.call(client.close, label="close()")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
     lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel has taken it in
     lab.snapshot("after close on client")
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
     lab.wait_packet("R")  # the client's kernel answers with a reset
     lab.wait_state(client, None)  # ... having dropped its own socket
     lab.wait_state(server, None)  # ... and the reset frees the server's socket
     lab.snapshot("after send on server")
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
 
 
 run = socklab.run(close_then_send)

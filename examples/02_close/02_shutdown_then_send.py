@@ -35,21 +35,21 @@ def shutdown_then_send(lab):
     server, _ = listener.accept()
     lab.snapshot("before shutdown on client")
 
-    lab.call(client.shutdown, socket.SHUT_WR, label="client: shutdown(SHUT_WR)")
+    lab.call(client.shutdown, socket.SHUT_WR, label="shutdown(SHUT_WR)")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
     lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel took it in
     lab.snapshot("after shutdown on client")
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the byte
     lab.snapshot("after send on server")  # (it queued the byte before it ACKed it)
 
-    lab.call(client.recv, 1, label="client: recv(1)")
+    lab.call(client.recv, 1, label="recv(1)")
     lab.snapshot("after recv on client")
 
     server_side = (f"127.0.0.1:{PORT}", f"127.0.0.1:{client.getsockname()[1]}")
-    lab.call(client.close, label="client: close()")
-    lab.call(server.close, label="server: close()")
+    lab.call(client.close, label="close()")
+    lab.call(server.close, label="close()")
     lab.wait_packet(".", dport=PORT, after=2)  # the client's kernel ACKs the FIN
     lab.wait_state(client, "TIME_WAIT")  # (it sends that ACK just before it moves)
     lab.wait_state(server_side, None)  # ... and the server's kernel took the ACK in

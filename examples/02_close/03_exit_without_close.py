@@ -68,8 +68,8 @@ def end_program(*socks):
 
 def exit_as_is(lab):
     listener, client, server = seed_program(lab)
-    for name, sock in (("listener", listener), ("client", client), ("server", server)):
-        lab.call(sock.fileno, label=f"{name}: fileno()")
+    for sock in (listener, client, server):
+        lab.call(sock.fileno, label="fileno()")
     lab.snapshot("end of test")
     client_side, server_side = addresses(client), addresses(server)
     end_program(listener, client, server)
@@ -173,8 +173,8 @@ def exit_client_newest(lab):
     newest = os.dup(client.fileno())  # the same socket under a higher descriptor number
     client.close()
     client = socket.socket(fileno=newest)
-    for name, sock in (("listener", listener), ("client", client), ("server", server)):
-        lab.call(sock.fileno, label=f"{name}: fileno()")
+    for sock in (listener, client, server):
+        lab.call(sock.fileno, label="fileno()")
     lab.snapshot("end of test")
     client_side, server_side = addresses(client), addresses(server)
     end_program(listener, client, server)
@@ -207,11 +207,11 @@ socklab.show(client_newest.ladder())
 def close_in_seed_order(lab):
     listener, client, server = seed_program(lab)
     server_side = addresses(server)
-    lab.call(listener.close, label="listener: close()")
-    lab.call(client.close, label="client: close()")
+    lab.call(listener.close, label="close()")
+    lab.call(client.close, label="close()")
     lab.wait_packet("R.")  # the client's kernel resets the connection
     lab.wait_state(client, None)  # ... and dropped its socket
-    lab.call(server.close, label="server: close()")
+    lab.call(server.close, label="close()")
     lab.wait_state(server_side, None)  # the server socket is gone
     lab.snapshot("after close")
 
@@ -237,7 +237,7 @@ socklab.show(closed.trace())
 
 def read_then_exit_client_newest(lab):
     listener, client, server = seed_program(lab)
-    lab.call(client.recv, 1, label="client: recv(1)")
+    lab.call(client.recv, 1, label="recv(1)")
     newest = os.dup(client.fileno())
     client.close()
     client = socket.socket(fileno=newest)
@@ -289,7 +289,7 @@ read_first.expect(flow=SEED_PROGRAM + FIN_EXCHANGE, calls={"client: recv(1)": b"
 
 def descriptors(r):
     """The descriptor numbers of listener, client and server in run `r`."""
-    return [int(r.call(f"{name}: fileno()").outcome) for name in ("listener", "client", "server")]
+    return [r.call(f"{name}: fileno()").value for name in ("listener", "client", "server")]
 
 
 listener_fd, client_fd, server_fd = descriptors(run)

@@ -44,7 +44,7 @@ POLL_RDHUP = POLL | select.POLLRDHUP  # the same, and "peer shut down writing"
 def drain(lab, sock, numbers):
     """The seed's loop: one byte at a time, without blocking, until no byte comes."""
     for n in numbers:
-        data = lab.call(sock.recv, 1, socket.MSG_DONTWAIT, label=f"server: recv #{n}")
+        data = lab.call(sock.recv, 1, socket.MSG_DONTWAIT, label=f"recv #{n}")
         if not data:  # b"": the FIN arrived. None: recv raised (EAGAIN: none for now)
             return
 
@@ -56,31 +56,31 @@ def detect_fin(lab, finish):
     listener.listen(1)
     client = socket.create_connection(("127.0.0.1", PORT))
     server, _ = listener.accept()
-    lab.wait_poll(server, POLL, label="server: poll(), nothing sent yet")
+    lab.wait_poll(server, POLL, label="poll(), nothing sent yet")
 
-    lab.call(client.send, b"ab", label="client: send(b'ab')")
+    lab.call(client.send, b"ab", label="send(b'ab')")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the data
-    lab.wait_poll(server, POLL_RDHUP, label="server: poll(POLLRDHUP too), data")
+    lab.wait_poll(server, POLL_RDHUP, label="poll(POLLRDHUP too), data")
     numbers = itertools.count(1)  # to number the recv calls in the table
     drain(lab, server, numbers)
     lab.snapshot("before the FIN")
 
     client_side = (f"127.0.0.1:{client.getsockname()[1]}", f"127.0.0.1:{PORT}")
     if finish == "close":
-        lab.call(client.close, label="client: close()")
+        lab.call(client.close, label="close()")
     else:
-        lab.call(client.shutdown, socket.SHUT_WR, label="client: shutdown(SHUT_WR)")
-    lab.wait_poll(server, select.POLLIN, label="server: poll(POLLIN only), FIN")
-    lab.wait_poll(server, POLL, label="server: poll(), FIN")
-    lab.wait_poll(server, POLL_RDHUP, label="server: poll(POLLRDHUP too), FIN")
+        lab.call(client.shutdown, socket.SHUT_WR, label="shutdown(SHUT_WR)")
+    lab.wait_poll(server, select.POLLIN, label="poll(POLLIN only), FIN")
+    lab.wait_poll(server, POLL, label="poll(), FIN")
+    lab.wait_poll(server, POLL_RDHUP, label="poll(POLLRDHUP too), FIN")
     lab.wait_packet(".", sport=PORT, after=1)  # the server's kernel ACKs the FIN
     lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel took the ACK in
     lab.snapshot("after the FIN")
     drain(lab, server, numbers)
-    lab.call(server.recv, 1, socket.MSG_DONTWAIT, label=f"server: recv #{next(numbers)}, again")
+    lab.call(server.recv, 1, socket.MSG_DONTWAIT, label=f"recv #{next(numbers)}, again")
     lab.snapshot("after recv returned b''")
 
-    lab.call(server.close, label="server: close()")
+    lab.call(server.close, label="close()")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs that FIN
     lab.wait_state(client_side, "TIME_WAIT")  # (it sends that ACK just before it moves)
     lab.wait_state(server, None)  # ... and the server's kernel took the ACK in

@@ -32,21 +32,21 @@ def own_shutdown_then_send(lab):
     server, _ = listener.accept()
     lab.snapshot("before shutdown on server")
 
-    lab.call(server.shutdown, socket.SHUT_WR, label="server: shutdown(SHUT_WR)")
+    lab.call(server.shutdown, socket.SHUT_WR, label="shutdown(SHUT_WR)")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the FIN
     lab.wait_state(server, "FIN_WAIT2")  # ... and the server's kernel took it in
     lab.snapshot("after shutdown on server")
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send")
     lab.snapshot("after send on server")
 
     server_side = (f"127.0.0.1:{PORT}", f"127.0.0.1:{client.getsockname()[1]}")
-    lab.call(client.close, label="client: close()")
+    lab.call(client.close, label="close()")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the client's FIN
     lab.wait_state(server_side, "TIME_WAIT")  # (it sends that ACK just before it moves)
     lab.wait_state(client, None)  # ... and the client's kernel took the ACK in
     lab.snapshot("after close on client")
-    lab.call(server.close, label="server: close()")
+    lab.call(server.close, label="close()")
     listener.close()
 
 

@@ -42,15 +42,15 @@ def linger_zero_then_send(lab):
     lab.snapshot("before close on client")
 
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-    lab.call(client.close, label="client: close(), linger 0")
+    lab.call(client.close, label="close(), linger 0")
     lab.wait_packet("R.", dport=PORT)  # the client's reset, sent by close() itself
     lab.wait_state(client, None)  # (the client's socket was gone before it left)
     lab.wait_state(server, None)  # ... and the server's kernel took the reset in
     lab.snapshot("after close on client")
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
-    lab.call(server.recv, 1, label="server: recv")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
+    lab.call(server.recv, 1, label="recv")
 
 
 run = socklab.run(linger_zero_then_send)
@@ -136,12 +136,12 @@ def linger_zero_then_recv(lab):
     listener, client, server = connected_pair()
 
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-    lab.call(client.close, label="client: close(), linger 0")
-    lab.wait_poll(server, select.POLLIN, label="server: poll(POLLIN)")
+    lab.call(client.close, label="close(), linger 0")
+    lab.wait_poll(server, select.POLLIN, label="poll(POLLIN)")
 
-    lab.call(server.recv, 1, label="server: recv #1")
-    lab.call(server.recv, 1, label="server: recv #2")
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send")
+    lab.call(server.recv, 1, label="recv #1")
+    lab.call(server.recv, 1, label="recv #2")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send")
 
 
 run_recv = socklab.run(linger_zero_then_recv)

@@ -38,20 +38,20 @@ def connected_pair():
 
 def unread_at_receiver(lab):
     listener, client, server = connected_pair()
-    lab.call(client.send, b"hello", label="client: send")
+    lab.call(client.send, b"hello", label="send")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the 5 bytes
     lab.snapshot("before the reset")
 
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-    lab.call(client.close, label="client: close(), linger 0, 5 bytes unread by server")
+    lab.call(client.close, label="close(), linger 0, 5 bytes unread by server")
     lab.wait_packet("R.", dport=PORT)
     lab.wait_state(client, None)
     lab.wait_state(server, None)  # the server's kernel took the reset in
     lab.snapshot("after the reset")
 
-    lab.call(server.recv, 100, label="server: recv #1")
-    lab.call(server.recv, 100, label="server: recv #2")
-    lab.call(server.recv, 100, label="server: recv #3")
+    lab.call(server.recv, 100, label="recv #1")
+    lab.call(server.recv, 100, label="recv #2")
+    lab.call(server.recv, 100, label="recv #3")
 
 
 run = socklab.run(unread_at_receiver)
@@ -128,20 +128,20 @@ socklab.show(socklab.draw_state_diagram(highlight={
 
 def unread_at_closer(lab):
     listener, client, server = connected_pair()
-    lab.call(server.send, b"reply", label="server: send")
+    lab.call(server.send, b"reply", label="send")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the 5 bytes
     lab.snapshot("before the reset")
 
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-    lab.call(client.close, label="client: close(), linger 0, 5 bytes unread")
+    lab.call(client.close, label="close(), linger 0, 5 bytes unread")
     lab.wait_packet("R.", dport=PORT)
     lab.wait_state(client, None)
     lab.wait_state(server, None)  # the server's kernel took the reset in
     lab.snapshot("after the reset")
 
-    lab.call(server.recv, 100, label="server: recv #1")
-    lab.call(server.recv, 100, label="server: recv #2")
-    lab.call(server.send, b"more", socket.MSG_NOSIGNAL, label="server: send again")
+    lab.call(server.recv, 100, label="recv #1")
+    lab.call(server.recv, 100, label="recv #2")
+    lab.call(server.send, b"more", socket.MSG_NOSIGNAL, label="send again")
 
 
 run_closer = socklab.run(unread_at_closer)
@@ -183,18 +183,18 @@ socklab.show(run_closer.ladder())
 def unsent_at_closer(lab):
     listener, client, server = connected_pair()
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-    lab.call(client.send, b"hello", label="client: send")
+    lab.call(client.send, b"hello", label="send")
     lab.snapshot("before the reset")
 
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-    lab.call(client.close, label="client: close(), linger 0, 5 bytes unsent")
+    lab.call(client.close, label="close(), linger 0, 5 bytes unsent")
     lab.wait_packet("R.", dport=PORT)
     lab.wait_state(client, None)
     lab.wait_state(server, None)  # the server's kernel took the reset in
     lab.snapshot("after the reset")
 
-    lab.call(server.recv, 100, label="server: recv #1")
-    lab.call(server.recv, 100, label="server: recv #2")
+    lab.call(server.recv, 100, label="recv #1")
+    lab.call(server.recv, 100, label="recv #2")
 
 
 run_unsent = socklab.run(unsent_at_closer)

@@ -35,19 +35,19 @@ def connected_pair():
 
 def everything_read(lab):
     listener, client, server = connected_pair()
-    lab.call(server.send, b"hello", label="server: send")
+    lab.call(server.send, b"hello", label="send")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the 5 bytes
-    lab.call(client.recv, 100, label="client: recv")
+    lab.call(client.recv, 100, label="recv")
     lab.snapshot("before close on client")
 
-    lab.call(client.close, label="client: close(), all read")
+    lab.call(client.close, label="close(), all read")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
     lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel took the ACK in
     lab.snapshot("after close on client")
 
-    lab.wait_poll(server, select.POLLIN, label="server: poll(POLLIN)")
-    lab.call(server.recv, 100, label="server: recv")
-    lab.call(server.close, label="server: close()")
+    lab.wait_poll(server, select.POLLIN, label="poll(POLLIN)")
+    lab.call(server.recv, 100, label="recv")
+    lab.call(server.close, label="close()")
     lab.wait_packet(".", dport=PORT, after=2)  # the client's kernel ACKs that FIN
     lab.wait_state(client, "TIME_WAIT")  # (it sends that ACK just before it moves)
     lab.wait_state(server, None)  # ... and the server's kernel took the ACK in
@@ -118,20 +118,20 @@ socklab.show(socklab.draw_state_diagram(highlight={
 
 def one_byte_unread(lab):
     listener, client, server = connected_pair()
-    lab.call(server.send, b"hello", label="server: send")
+    lab.call(server.send, b"hello", label="send")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the 5 bytes
-    lab.call(client.recv, 4, label="client: recv(4)")
+    lab.call(client.recv, 4, label="recv(4)")
     lab.snapshot("before close on client")
 
-    lab.call(client.close, label="client: close(), 1 byte unread")
+    lab.call(client.close, label="close(), 1 byte unread")
     lab.wait_packet("R.", dport=PORT)
     lab.wait_state(client, None)  # (the client's socket was gone before it left)
     lab.wait_state(server, None)  # ... and the server's kernel took the reset in
     lab.snapshot("after close on client")
 
-    lab.wait_poll(server, select.POLLIN, label="server: poll(POLLIN)")
-    lab.call(server.recv, 100, label="server: recv")
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send again")
+    lab.wait_poll(server, select.POLLIN, label="poll(POLLIN)")
+    lab.call(server.recv, 100, label="recv")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send again")
 
 
 run_unread = socklab.run(one_byte_unread)

@@ -36,13 +36,13 @@ def connected_pair():
 
 def plain_close(lab):
     listener, client, server = connected_pair()
-    lab.call(client.close, label="client: close()")
+    lab.call(client.close, label="close()")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
     lab.wait_packet("R")  # the client's kernel answers with a reset
     lab.wait_state(server, None)  # ... and the server's kernel took it in
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
 
 
 run_close = socklab.run(plain_close)
@@ -64,19 +64,19 @@ socklab.show(run_close.trace())
 def shutdown_then_close(lab):
     listener, client, server = connected_pair()
     lab.snapshot("before shutdown on client")
-    lab.call(client.shutdown, socket.SHUT_RDWR, label="client: shutdown(SHUT_RDWR)")
+    lab.call(client.shutdown, socket.SHUT_RDWR, label="shutdown(SHUT_RDWR)")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
     lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel took the ACK in
     lab.snapshot("after shutdown on client")
-    lab.call(client.close, label="client: close()")
+    lab.call(client.close, label="close()")
     lab.snapshot("after close on client")
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
     lab.wait_packet("R")
     lab.wait_state(client, None)
     lab.wait_state(server, None)  # the server's kernel took the reset in
     lab.snapshot("after send on server")
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
 
 
 run_shutdown = socklab.run(shutdown_then_close)
@@ -159,14 +159,14 @@ socklab.show(socklab.draw_state_diagram(highlight={
 
 def shutdown_without_close(lab):
     listener, client, server = connected_pair()
-    lab.call(client.shutdown, socket.SHUT_RDWR, label="client: shutdown(SHUT_RDWR)")
+    lab.call(client.shutdown, socket.SHUT_RDWR, label="shutdown(SHUT_RDWR)")
     lab.wait_packet(".", sport=PORT)
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
     lab.wait_packet("R")
     lab.wait_state(server, None)  # the server's kernel took the reset in
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
-    lab.call(client.recv, 100, label="client: recv")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
+    lab.call(client.recv, 100, label="recv")
 
 
 run_no_close = socklab.run(shutdown_without_close)
@@ -194,18 +194,18 @@ socklab.show(run_no_close.trace())
 
 def shutdown_write_read_then_close(lab):
     listener, client, server = connected_pair()
-    lab.call(client.shutdown, socket.SHUT_WR, label="client: shutdown(SHUT_WR)")
+    lab.call(client.shutdown, socket.SHUT_WR, label="shutdown(SHUT_WR)")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
 
-    lab.call(server.recv, 100, label="server: recv")
-    lab.call(server.send, b"bye", socket.MSG_NOSIGNAL, label="server: send")
+    lab.call(server.recv, 100, label="recv")
+    lab.call(server.send, b"bye", socket.MSG_NOSIGNAL, label="send")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the 3 bytes
-    lab.call(server.close, label="server: close()")
+    lab.call(server.close, label="close()")
     lab.wait_packet(".", dport=PORT, after=2)  # ... and the server's FIN
 
-    lab.call(client.recv, 100, label="client: recv #1")
-    lab.call(client.recv, 100, label="client: recv #2")
-    lab.call(client.close, label="client: close()")
+    lab.call(client.recv, 100, label="recv #1")
+    lab.call(client.recv, 100, label="recv #2")
+    lab.call(client.close, label="close()")
     lab.wait_state(client, "TIME_WAIT")  # it ACKed the server's FIN just before it moved
     lab.wait_state(server, None)  # ... and the server's kernel took that ACK in
     lab.snapshot("after close on client")

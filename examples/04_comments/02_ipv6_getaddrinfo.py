@@ -62,21 +62,21 @@ def close_then_send(lab, host):
     listener = listen_on(host, PORT)
     client = connect_to(host, PORT)
     server, _ = listener.accept()
-    lab.call(server.getpeername, label="server: getpeername()")
+    lab.call(server.getpeername, label="getpeername()")
     lab.snapshot("before close on client")
 
-    lab.call(client.close, label="client: close()")
+    lab.call(client.close, label="close()")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
     lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel took the ACK in
     lab.snapshot("after close on client")
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #1")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
     lab.wait_packet("R")  # the client's kernel answers with a reset
     lab.wait_state(client, None)
     lab.wait_state(server, None)  # ... and the server's kernel took it in
     lab.snapshot("after send on server")
 
-    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="server: send #2")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
 
 
 run = socklab.run(lambda lab: close_then_send(lab, "::1"), name="ipv6")

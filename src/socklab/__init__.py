@@ -2,28 +2,42 @@
 
 Layout: ``_lab`` runs a scenario in a forked child (``_netns`` isolates it,
 ``_capture`` records its packets, ``_states`` its socket tables) and sends
-plain ``_records`` home; ``_run.Run`` turns them into views (``_render``), a
-trace (``_trace``) and checked claims; ``_ladder`` draws them. ``_tcp`` holds
-RFC 9293's state machine as a table, which ``_statediagram`` draws; ``_summary``
-reads the site-wide matrix and errno table out of runs.
+plain ``_records`` home. ``_vocab`` holds the shared words (``State``,
+``Endpoint``). ``_run.Run`` is the run's data (``_observed``) with one method
+per job, each done by its own module: ``_roles`` names sockets, ``_views``
+renders tables and traces (``_render``, ``_trace``), ``_claims`` checks a
+page's claims, ``_ladder`` draws. ``_tcp`` holds RFC 9293's state machine as a
+table, which ``_statediagram`` draws.
 """
 
+from ._claims import ClaimError
 from ._lab import Lab, ScenarioError, ScenarioKilled, ScenarioTimeout, poll_names, run
 from ._netns import Isolation, probe
-from ._run import ClaimError, Run
+from ._records import Call, Snapshot, SocketRef
+from ._run import Run
 from ._show import show
 from ._statediagram import draw_state_diagram
+from ._states import SocketRow
 from ._tcp import TRANSITIONS, Transition
 from ._tcp import path as state_path
+from ._trace import Packet
+from ._vocab import Endpoint, State
 
 __all__ = [
+    "Call",
     "ClaimError",
+    "Endpoint",
     "Isolation",
     "Lab",
+    "Packet",
     "Run",
     "ScenarioError",
     "ScenarioKilled",
     "ScenarioTimeout",
+    "Snapshot",
+    "SocketRef",
+    "SocketRow",
+    "State",
     "TRANSITIONS",
     "Transition",
     "draw_state_diagram",

@@ -36,9 +36,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import _capture, _netns, _states, _trace
-from ._records import Call, Calling, Failed, Finished, Frames, Named, Note, Snapshot, Started
+from . import _capture, _netns, _records, _states, _trace
+from ._records import Call, Calling, Exited, Failed, Finished, Frames, Named, Note, Snapshot, Started, Value
 from ._run import Run
+from ._vocab import Endpoint, State
 
 DEFAULT_TIMEOUT = 10.0
 _LENGTH = struct.Struct("!I")
@@ -68,18 +69,6 @@ def poll_names(mask: int) -> str:
     return "|".join(name for bit, name in POLL_EVENTS.items() if mask & bit) or "0"
 
 
-def _address(sock: socket.socket, peer: bool) -> str:
-    try:
-        addr = sock.getpeername() if peer else sock.getsockname()
-    except OSError:
-        return ""
-    if sock.family == socket.AF_INET6:
-        return f"[{addr[0]}]:{addr[1]}"
-    if sock.family == socket.AF_INET:
-        return f"{addr[0]}:{addr[1]}"
-    return ""
-
-
 class Lab:
     """What a scenario uses to observe itself: snapshots, calls, waits, notes.
 
@@ -93,8 +82,8 @@ class Lab:
         self._capture = capture
         self._frames_sent = 0
         self.isolation = isolation
-        self._own: set[tuple[str, str]] = set()
-        self._seen: dict[int, tuple[str, str]] = {}  # id(socket) -> (local, peer) last seen open
+        self._own: set[tuple[Endpoint, Endpoint]] = set()
+        self._seen: dict[int, tuple[Endpoint, Endpoint]] = {}  # id(socket) -> (local, peer) last seen open
 
     # -- recording -----------------------------------------------------------
     def _emit(self, record: object) -> None:
@@ -144,49 +133,60 @@ class Lab:
         """Record the socket table now (what ``ss -tanx`` would print), under `label`."""
         self._emit(Snapshot(label, time.time_ns(), self._rows()))
 
-    def call(self, fn: Callable[..., Any], *args: Any, label: str | None = None, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., Any], *args: Any, label: str | None = None, by: str | None = None,
+             **kwargs: Any) -> Any:
         """Call ``fn(*args)``, record its return value or errno, and return the value.
 
         An ``OSError`` is recorded by its errno name (``EPIPE``) and not raised:
         the scenario goes on, and ``None`` is returned. The call itself stays in
-        the scenario's text: ``lab.call(server.send, b"a", socket.MSG_NOSIGNAL)``.
+        the scenario's text: ``lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")``.
+        Who made the call is the role of its socket (``server``), or `by`.
         """
         owner = getattr(fn, "__self__", None)
-        local, peer, listening, inode = "", "", False, 0
+        ref = _records.SocketRef()
         if isinstance(owner, socket.socket) and owner.fileno() >= 0:
-            local, peer, inode = self._identify(owner)
-            listening = bool(owner.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-        label = label or str(getattr(fn, "__name__", repr(fn)))
+            ref = self._identify(owner)
+        label = label or f"{getattr(fn, '__name__', repr(fn))}()"
         # Announce the call first, so a signal that kills us during it is attributed.
         self._emit(Calling(label))
+        start = time.time_ns()
         try:
             value = fn(*args, **kwargs)
         except OSError as e:
             name = errno_module.errorcode.get(e.errno or 0, str(e.errno))
-            self._emit(Call(label, time.time_ns(), None, name, local, peer, listening, inode))
+            self._emit(Call(label, start, time.time_ns(), None, None, name, ref, by))
             return None
-        self._emit(Call(label, time.time_ns(), _short_repr(value), None, local, peer, listening, inode))
+        self._emit(_call_record(label, start, time.time_ns(), value, ref, by))
         return value
+
+    def record(self, name: str, value: Any) -> None:
+        """Record a value the scenario measured (bytes sent, how long a call took), for the
+        page and for claims: ``run.value(name)``, ``run.expect(values={name: ...})``."""
+        if not _keepable(value):
+            raise ValueError(f"lab.record({name!r}, ...): the value must pickle to at most "
+                             f"{MAX_VALUE_BYTES} bytes (record a summary of it instead)")
+        self._emit(Value(name, time.time_ns(), value))
 
     def name(self, sock: socket.socket, name: str) -> None:
         """Call `sock` `name` in tables, traces and claims (instead of client/server)."""
-        local, peer, inode = self._identify(sock)
-        self._emit(Named(name, inode, local, peer))
+        ref = self._identify(sock)
+        self._emit(Named(name, ref.inode, ref.local, ref.peer))
 
-    def _identify(self, sock: socket.socket) -> tuple[str, str, int]:
-        """(local, peer, inode) of an open socket; its addresses are remembered for
+    def _identify(self, sock: socket.socket) -> _records.SocketRef:
+        """An open socket's addresses and inode; its addresses are remembered for
         ``wait_state`` once the socket is closed."""
-        local, peer = _address(sock, False), _address(sock, True)
-        if peer:
+        local, peer = Endpoint.of_socket(sock), Endpoint.of_socket(sock, peer=True)
+        if local is not None and peer is not None:
             self._seen[id(sock)] = (local, peer)
-        return local, peer, os.fstat(sock.fileno()).st_ino
+        listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        return _records.SocketRef(local, peer, listening, os.fstat(sock.fileno()).st_ino)
 
     def note(self, text: str) -> None:
         """Add a line of explanation to the run's output."""
         self._emit(Note(text))
 
     # -- waiting -------------------------------------------------------------
-    def wait_state(self, sock: socket.socket | tuple[str, str], state: str | None,
+    def wait_state(self, sock: socket.socket | tuple[str, str], state: str | State | None,
                    timeout: float = 2.0) -> None:
         """Wait until a socket is in `state` (kernel or ss name), or gone (None).
 
@@ -199,31 +199,32 @@ class Lab:
         ``wait_packet`` may not have been processed by the receiving socket yet.
         """
         inode = 0
-        key: tuple[str, str] = ("", "")
+        key: tuple[Endpoint | None, Endpoint | None] = (None, None)
         if not isinstance(sock, socket.socket):
-            key = sock
+            key = (Endpoint.parse(sock[0]), Endpoint.parse(sock[1]))
         else:
             if sock.fileno() >= 0:
-                local, peer, inode = self._identify(sock)
-                key = (local, peer or "*")
+                ref = self._identify(sock)
+                inode, key = ref.inode, (ref.local, ref.peer)
             elif id(sock) in self._seen:  # closed: it lives on in the kernel under its addresses
                 key = self._seen[id(sock)]
             else:
                 raise ValueError("this socket was closed before socklab saw its addresses (pass it to "
                                  "lab.call or lab.name while open, or give (local, peer) strings)")
-        want = _states.kernel_state(state) if state else None
+        want = State.parse(state) if state else None
 
-        def current() -> str | None:
+        def current() -> State | None:
             for row in _states.snapshot(unix=False):
                 if (row.inode == inode) if inode else (row.local == key[0] and row.peer == key[1]):
-                    return row.state
+                    return row.state.machine
             return None
 
-        seen = _wait(lambda: (s := current()) == want, timeout)
+        seen = _wait(lambda: current() == want, timeout)
         if not seen:
+            now = current()
             raise TimeoutError(
-                f"socket {key[0]} -> {key[1]} did not reach {want or 'gone'} within {timeout}s "
-                f"(it is {current() or 'gone'})")
+                f"socket {key[0]} -> {key[1]} did not reach {want.rfc if want else 'gone'} within {timeout}s "
+                f"(it is {now.rfc if now else 'gone'})")
 
     def wait_packet(self, flags: str, *, sport: int | None = None, dport: int | None = None,
                     after: int = 0, timeout: float = 2.0) -> None:
@@ -242,11 +243,10 @@ class Lab:
 
         def matches(frame: _capture.Frame) -> bool:
             nonlocal count
-            summary = _capture.tcp_summary(frame.data)
-            if summary is None:
+            packet = _trace.parse(frame.data)
+            if packet is None or packet.flags != wanted:
                 return False
-            s, d, bits = summary
-            if _trace.flag_text(bits) != wanted or (sport and s != sport) or (dport and d != dport):
+            if (sport and packet.sport != sport) or (dport and packet.dport != dport):
                 return False
             count += 1
             return count > after
@@ -257,21 +257,39 @@ class Lab:
             raise TimeoutError(f"no [{flags}] packet (sport={sport}, dport={dport}) within {timeout}s") from None
 
     def wait_poll(self, sock: socket.socket, events: int, timeout: float = 2.0,
-                  label: str | None = None) -> int:
-        """poll(2) one socket for `events`; record and return revents (0 on timeout)."""
+                  label: str | None = None, by: str | None = None) -> int:
+        """poll(2) one socket for `events`; record and return revents (0 on timeout).
+
+        The call's recorded value is the names of the events (``"POLLIN|POLLHUP"``)."""
+        start = time.time_ns()
         p = select.poll()
         p.register(sock, events)
         result = p.poll(timeout * 1000)
         revents = result[0][1] if result else 0
-        local, peer, inode = self._identify(sock)
-        self._emit(Call(label or f"poll({poll_names(events)})", time.time_ns(), poll_names(revents),
-                        None, local, peer, False, inode))
+        names = poll_names(revents)
+        self._emit(Call(label or f"poll({poll_names(events)})", start, time.time_ns(), names, names, None,
+                        self._identify(sock), by))
         return revents
 
 
-def _short_repr(value: Any) -> str:
+#: A call's value or a recorded value is kept when it pickles to at most this many bytes.
+MAX_VALUE_BYTES = 256 * 1024
+
+
+def _keepable(value: Any) -> bool:
+    try:
+        return len(pickle.dumps(value)) <= MAX_VALUE_BYTES
+    except Exception:  # noqa: BLE001 - anything that will not pickle is not kept
+        return False
+
+
+def _call_record(label: str, start: int, end: int, value: Any, ref: _records.SocketRef, by: str | None) -> Call:
+    """The record of a call that returned; its value kept when it can cross the pipe."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    short = text if len(text) <= 60 else text[:57] + "..."
+    if _keepable(value):
+        return Call(label, start, end, value, short, None, ref, by)
+    return Call(label, start, end, None, short, None, ref, by, kept=False)
 
 
 def _wait(condition: Callable[[], bool], timeout: float) -> bool:
@@ -359,6 +377,9 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
         if timed_out:
             os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
+    killed = signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) and not timed_out else None
+    code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None
+    records.append(Exited(killed, code, timed_out))
     run_ = Run(name, records)
     last = run_.last_step()
     if timed_out:
@@ -368,15 +389,12 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     if failed is not None:
         raise ScenarioError(f"scenario {name!r} raised {failed.kind}: {failed.message}\n\n"
                             f"Traceback in the scenario's process:\n{failed.traceback}")
-    if os.WIFSIGNALED(status):
-        sig = signal.Signals(os.WTERMSIG(status)).name
-        run_.killed_by = sig
+    if killed:
         if not allow_signals:
-            raise ScenarioKilled(f"scenario {name!r} was killed by {sig} during: {last}. "
+            raise ScenarioKilled(f"scenario {name!r} was killed by {killed} during: {last}. "
                                  "Pass allow_signals=True to run() if the page means to show it.")
     elif not any(isinstance(rec, Finished) for rec in records):
-        raise ScenarioError(f"scenario {name!r} ended without reporting (exit status "
-                            f"{os.waitstatus_to_exitcode(status)}); last step: {last}")
+        raise ScenarioError(f"scenario {name!r} ended without reporting (exit status {code}); last step: {last}")
     return run_
 
 

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A ladder has two lifelines: the endpoint that sent the first SYN (the client)
 on the left, its peer on the right. Without a capture the client is found in
-the snapshots (``Run.role``). Everything drawn comes from the run:
+the snapshots (``_roles.role``). Everything drawn comes from the run:
 
 * each captured packet of that connection is an arrow from sender to receiver,
   sloping down because time passes, labelled with its flags in words and its
@@ -12,8 +12,8 @@ the snapshots (``Run.role``). Everything drawn comes from the run:
 * each recorded call on either socket is written beside its side's lifeline at
   the moment it *returned* (``Call.time_ns``), with its result or errno;
 * each snapshot writes a side's state on its lifeline where the state changed,
-  in the kernel's names as ``_tcp`` uses them (``CLOSE`` is ``CLOSED``); a
-  socket that was in a snapshot and is gone from a later one is ``CLOSED``.
+  spelled as RFC 9293 does (a picture's spelling, see ``_vocab``); a socket
+  that was in a snapshot and is gone from a later one is ``CLOSED``.
 
 Packets, calls and snapshots are merged by time (the kernel's packet stamps and
 the calls' ``time.time_ns()`` are the same realtime clock) and each gets its own
@@ -38,11 +38,14 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from . import _roles
+from ._observed import Observed
+from ._vocab import Endpoint, State
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ._run import Run
     from ._trace import Packet
 
 WIDTH = 6.5  #: inches: about 650 px at 100 dpi, shown scaled down on a phone
@@ -53,7 +56,6 @@ _WORDS = (("S", "SYN"), ("F", "FIN"), ("R", "RST"), ("P", "PSH"), ("U", "URG"), 
           ("W", "CWR"), (".", "ACK"))
 _X_TIME, _X = 1.05, (1.9, 5.6)  # time labels' right edge; left and right lifelines
 _SIDES = ("left", "right")
-_STATE_NAMES = {"CLOSE": "CLOSED", "NEW_SYN_RECV": "SYN_RECV"}  # the names _tcp's diagram uses
 _ROW = {"packet": 0.44, "call": 0.3, "state": 0.36}
 _TOP, _BOTTOM = 0.95, 0.5
 
@@ -96,20 +98,15 @@ def flag_words(flags: str) -> str:
     return "-".join(word for letter, word in _WORDS if letter in flags) or "no flags"
 
 
-def _endpoint(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _sides(run: Run) -> tuple[str, str] | None:
-    """(left, right) endpoints as "addr:port": the SYN's sender first."""
+def _sides(run: Observed) -> tuple[Endpoint, Endpoint] | None:
+    """(left, right) endpoints: the SYN's sender first."""
     if run.packets:
         p = next((p for p in run.packets if p.flags == "S"), run.packets[0])
-        ends = (_endpoint(p.src, p.sport), _endpoint(p.dst, p.dport))
-        swap = p.flags != "S" and run.endpoint_role(p.src, p.sport) == "server"
-        return (ends[1], ends[0]) if swap else ends
+        swap = p.flags != "S" and _roles.endpoint_role(run, p.source) == "server"
+        return (p.destination, p.source) if swap else (p.source, p.destination)
     for snap in run.snapshots:
         for row in snap.rows:
-            if row.netid == "tcp" and row.state != "LISTEN" and run.role(row) == "client":
+            if row.netid == "tcp" and row.state is not State.LISTEN and _roles.role(run, row) == "client":
                 return row.local, row.peer
     return None
 
@@ -125,37 +122,34 @@ def _details(p: Packet) -> str:
     return " ".join(parts)
 
 
-def _call_text(label: str, role: str, outcome: str) -> str:
-    label = label.removeprefix(f"{role}: ")
+def _call_text(label: str, outcome: str) -> str:
     if outcome == "None":
         return label
     return f"{label} = {outcome if len(outcome) <= 18 else outcome[:17] + '…'}"
 
 
-def events(run: Run, emphasise: str | None = "R") -> tuple[tuple[str, str] | None, list[dict]]:
+def events(run: Observed, emphasise: str | None = "R") -> tuple[tuple[Endpoint, Endpoint] | None, list[dict]]:
     """The ladder's rows, in time order: ``{"kind", "time_ns", ...}`` dicts (and the two endpoints)."""
     sides = _sides(run)
     if sides is None:
         return None, []
-    roles = [run.endpoint_role(*_split(end)) for end in sides]
     rows: list[dict] = []
     for p in run.packets:
-        src, dst = _endpoint(p.src, p.sport), _endpoint(p.dst, p.dport)
-        if {src, dst} == set(sides):
-            rows.append({"kind": "packet", "time_ns": p.time_ns, "packet": p, "from": sides.index(src),
+        if {p.source, p.destination} == set(sides):
+            rows.append({"kind": "packet", "time_ns": p.time_ns, "packet": p, "from": sides.index(p.source),
                          "emphasised": bool(emphasise) and all(f in p.flags for f in emphasise or "")})
     for j, c in enumerate(run.calls):
-        if c.local in sides and (not c.peer or c.peer in sides or c.listening):
-            side = sides.index(c.local) if not c.listening else 1
+        local, peer = c.socket.local, c.socket.peer
+        if local in sides and (peer is None or peer in sides or c.socket.listening):
+            side = sides.index(local) if not c.socket.listening else 1
             rows.append({"kind": "call", "time_ns": c.time_ns, "index": j, "side": side,
-                         "text": _call_text(c.label, roles[side], c.outcome), "error": c.errno is not None})
+                         "text": _call_text(c.label, c.outcome), "error": c.errno is not None})
     shown: list[str | None] = [None, None]
     for snap in run.snapshots:
         now: list[str | None] = []
         for side, (me, peer) in enumerate((sides, sides[::-1])):
             row = next((r for r in snap.rows if (r.local, r.peer) == (me, peer)), None)
-            state = _STATE_NAMES.get(row.state, row.state) if row else "CLOSED" if shown[side] else None
-            now.append(state)
+            now.append(row.state.rfc if row else State.CLOSE.rfc if shown[side] else None)
         changed = [s if s != shown[i] else None for i, s in enumerate(now)]
         if any(changed):
             rows.append({"kind": "state", "time_ns": snap.time_ns, "states": changed, "label": snap.label})
@@ -164,15 +158,10 @@ def events(run: Run, emphasise: str | None = "R") -> tuple[tuple[str, str] | Non
     return sides, rows
 
 
-def _split(end: str) -> tuple[str, int]:
-    host, _, port = end.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def ladder(run: Run, *, emphasise: str | None = "R") -> Figure:
+def ladder(run: Observed, *, emphasise: str | None = "R") -> Figure:
     """The run as a ladder diagram; packets whose flags include all of `emphasise` in red."""
     sides, rows = events(run, emphasise)
-    roles = [run.endpoint_role(*_split(end)) for end in sides] if sides else ["client", "server"]
+    roles = [_roles.endpoint_role(run, end) for end in sides] if sides else ["client", "server"]
     packets = [r for r in rows if r["kind"] == "packet"]
     other = len(run.packets) - len(packets)
     notes = [f"not to scale: one row per event; time from the first {'packet' if packets else 'event'}"]
@@ -187,7 +176,7 @@ def ladder(run: Run, *, emphasise: str | None = "R") -> Figure:
         ax.text(x, 0.36, roles[side], ha="center", va="center", fontsize=FONT + 1, weight="bold",
                 color=INK, gid=f"role-{_SIDES[side]}")
         if sides:
-            ax.text(x, 0.6, sides[side], ha="center", va="center", fontsize=SMALL, color=MUTED)
+            ax.text(x, 0.6, str(sides[side]), ha="center", va="center", fontsize=SMALL, color=MUTED)
         ax.plot([x, x], [0.78, y_end - 0.1], color=MUTED, lw=1.2, zorder=1,
                 gid=f"lifeline-{_SIDES[side]}")
     t0 = packets[0]["time_ns"] if packets else (rows[0]["time_ns"] if rows else 0)
@@ -242,12 +231,12 @@ def _draw_packet(ax: Axes, row: dict, mid: float) -> None:
             gid=f"packet-{p.index}-detail")
 
 
-def ladder_alt(run: Run, *, emphasise: str | None = "R") -> str:
+def ladder_alt(run: Observed, *, emphasise: str | None = "R") -> str:
     """The ladder in words, for the image's alt text."""
     sides, rows = events(run, emphasise)
     if sides is None:
         return f"Ladder diagram of {run.name}: no connection was recorded."
-    roles = [run.endpoint_role(*_split(end)) for end in sides]
+    roles = [_roles.endpoint_role(run, end) for end in sides]
     parts = []
     for row in rows:
         if row["kind"] == "packet":

@@ -2,14 +2,17 @@
 
 Only these cross the process boundary (pickled over a pipe), so rendering and
 checking happen in the parent and a child can be killed at any moment without
-losing what it had already observed.
+losing what it had already observed. The parent adds one record of its own at
+the end, ``Exited``: how the child's process ended.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ._states import SocketRow
+from ._vocab import Endpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,21 +25,32 @@ class Snapshot:
 
 
 @dataclasses.dataclass(frozen=True)
+class SocketRef:
+    """The socket a call was made on, as it was just before the call."""
+
+    local: Endpoint | None = None  #: None for a Unix socket or one not bound yet
+    peer: Endpoint | None = None
+    listening: bool = False
+    inode: int = 0  #: matches ``SocketRow.inode``
+
+
+@dataclasses.dataclass(frozen=True)
 class Call:
     """A labelled call and what it returned, or the errno it raised."""
 
-    label: str
-    time_ns: int
-    returned: str | None  #: repr of the return value, None when it raised
+    label: str  #: what the scenario called it: "send #1"
+    start_ns: int
+    time_ns: int  #: when it returned (or raised)
+    value: Any  #: the value it returned (None when it raised; see ``kept``)
+    returned: str | None  #: repr of the return value, shortened for tables; None when it raised
     errno: str | None  #: e.g. "EPIPE", None when it returned
-    local: str = ""  #: the socket's own address before the call ("" if not a socket)
-    peer: str = ""
-    listening: bool = False  #: the socket was a listener
-    inode: int = 0  #: the socket's inode (matches SocketRow.inode), 0 if not a socket
+    socket: SocketRef = SocketRef()  #: the socket it was made on (empty for other calls)
+    by: str | None = None  #: who made it, when the scenario said (``lab.call(..., by="client")``)
+    kept: bool = True  #: False when the value was too large or not picklable (``returned`` holds its repr)
 
     @property
     def outcome(self) -> str:
-        """What a page prints: the return value, or the errno name."""
+        """What a page prints: the return value's repr, or the errno name."""
         return self.errno if self.errno is not None else str(self.returned)
 
 
@@ -48,13 +62,22 @@ class Calling:
 
 
 @dataclasses.dataclass(frozen=True)
+class Value:
+    """``lab.record(name, value)``: a value the scenario measured, for claims and pages."""
+
+    name: str
+    time_ns: int
+    value: Any
+
+
+@dataclasses.dataclass(frozen=True)
 class Named:
     """``lab.name(sock, name)``: a socket's own name in tables and claims."""
 
     name: str
     inode: int
-    local: str
-    peer: str
+    local: Endpoint | None
+    peer: Endpoint | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,3 +116,12 @@ class Failed:
 @dataclasses.dataclass(frozen=True)
 class Finished:
     time_ns: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Exited:
+    """Added by the parent: how the scenario's process ended."""
+
+    signal: str | None  #: "SIGPIPE" when a signal killed it
+    code: int | None  #: its exit status otherwise
+    timed_out: bool = False

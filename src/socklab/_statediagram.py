@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ._tcp import TRANSITIONS, Transition
+from ._vocab import State
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -37,26 +38,38 @@ if TYPE_CHECKING:
 #: left), and the final CLOSED moved under TIME_WAIT so that every way out can reach it.
 #: CLOSED is drawn twice, as in the RFC: where connections begin and where they end.
 _L, _C, _R = 0.85, 3.25, 5.65
-_POS = {"CLOSED": (_C, 0.55), "LISTEN": (_C, 1.6), "SYN_SENT": (_L, 2.65), "SYN_RECV": (_R, 2.65),
+_END = "CLOSE (end)"  #: the node key of the CLOSED where connections end; the others are State names
+_POS = {"CLOSE": (_C, 0.55), "LISTEN": (_C, 1.6), "SYN_SENT": (_L, 2.65), "SYN_RECV": (_R, 2.65),
         "ESTABLISHED": (_C, 3.7), "FIN_WAIT1": (_L, 4.75), "CLOSE_WAIT": (_R, 4.75), "FIN_WAIT2": (_L, 5.85),
-        "CLOSING": (_C, 5.85), "LAST_ACK": (_R, 5.85), "TIME_WAIT": (_C, 6.9), "CLOSED ": (_C, 7.95)}
+        "CLOSING": (_C, 5.85), "LAST_ACK": (_R, 5.85), "TIME_WAIT": (_C, 6.9), _END: (_C, 7.95)}
 _HEIGHT = 8.65
-_BEGIN = {"LISTEN", "SYN_SENT"}  # their CLOSED is the top one
+_BEGIN = {State.LISTEN, State.SYN_SENT}  # their CLOSED is the top one
 #: Bend, label position along the arc, label shift (x, y) for the edges that need one; the
 #: rest go straight, and highlighted ``shown=False`` rows are routed (``_route``).
-_ROUTE = {("CLOSED", "listen()"): (0, 0.5, -0.55, 0), ("LISTEN", "close()"): (0, 0.5, 0.45, 0),
-          ("CLOSED", "connect()"): (0.12, 0.5, 0, 0), ("SYN_SENT", "close()"): (0.12, 0.5, 0, 0),
-          ("SYN_RECV", "rcv RST"): (0.3, 0.5, 0, 0)}
-_SHIFT = {("CLOSED", "listen()"): -0.3, ("LISTEN", "close()"): 0.3}  # the two parallel lines
+_ROUTE = {(State.CLOSE, "listen()"): (0, 0.5, -0.55, 0), (State.LISTEN, "close()"): (0, 0.5, 0.45, 0),
+          (State.CLOSE, "connect()"): (0.12, 0.5, 0, 0), (State.SYN_SENT, "close()"): (0.12, 0.5, 0, 0),
+          (State.SYN_RECV, "rcv RST"): (0.3, 0.5, 0, 0)}
+_SHIFT = {(State.CLOSE, "listen()"): -0.3, (State.LISTEN, "close()"): 0.3}  # the two parallel lines
 PALETTE = ("#0550ae", "#bc4c00", "#1a7f37", "#8250df")
 _PAD = 0.12  #: a label's background box padding, in font sizes
 
 
 def _node(t: Transition, end: str) -> str:
+    """The node a transition leaves (`end` "from") or enters ("to")."""
     state = t.to_state if end == "to" else t.from_state
-    if state == "CLOSED" and end == "to" and t.from_state not in _BEGIN:
-        return "CLOSED "
-    return state
+    if state is State.CLOSE and end == "to" and t.from_state not in _BEGIN:
+        return _END
+    return state.name
+
+
+def _gid(node: str) -> str:
+    """A node's id in the figure (and an SVG's element ids): ``FIN_WAIT2``, ``CLOSE-end``."""
+    return "CLOSE-end" if node == _END else node
+
+
+def _name(node: str) -> str:
+    """What a node says: its state as RFC 9293 spells it (a picture's spelling, see ``_vocab``)."""
+    return State[node.split()[0]].rfc
 
 
 def _label(t: Transition, width: int = 14) -> str:
@@ -186,9 +199,9 @@ def draw_state_diagram(highlight: Sequence[Transition] | Mapping[str, Sequence[T
         patches[node] = ax.add_patch(FancyBboxPatch(
             (x - _NODE[0] / 2, y - _NODE[1] / 2), *_NODE, boxstyle="round,pad=0,rounding_size=0.08",
             facecolor="white", edgecolor=colour or MUTED, lw=2.4 if colour else 1.1, zorder=3,
-            gid=f"state-{node.strip()}"))
-        ax.text(x, y, node.strip(), ha="center", va="center", fontsize=FONT, zorder=4, color=colour or INK,
-                weight="bold" if colour else "normal", gid=f"name-{node.strip()}")
+            gid=f"state-{_gid(node)}"))
+        ax.text(x, y, _name(node), ha="center", va="center", fontsize=FONT, zorder=4, color=colour or INK,
+                weight="bold" if colour else "normal", gid=f"name-{_gid(node)}")
     boxes: list[_Box] = [(x, y, *_NODE) for x, y in _POS.values()]  # what a label must keep clear of
     labels: list[_Box] = []  # the labels placed so far (also in boxes)
     if paths and list(paths) != ["path"]:
@@ -205,7 +218,7 @@ def draw_state_diagram(highlight: Sequence[Transition] | Mapping[str, Sequence[T
         a, b = _node(t, "from"), _node(t, "to")
         label = ax.text(0, 0, _label(t), ha="center", va="center", fontsize=SMALL, linespacing=1.1,
                         color=colour or MUTED, weight="bold" if colour else "normal", zorder=7 if colour else 6,
-                        gid=f"label-{t.from_state}-{t.event}-{t.to_state}",
+                        gid=f"label-{t.from_state.name}-{t.event}-{t.to_state.name}",
                         bbox={"boxstyle": f"round,pad={_PAD}", "facecolor": CARD, "edgecolor": "none",
                               "alpha": 0.9})
         size = _size(ax, label)
@@ -228,7 +241,7 @@ def draw_state_diagram(highlight: Sequence[Transition] | Mapping[str, Sequence[T
                                      mutation_scale=13 if colour else 10, lw=2.6 if colour else 1.0,
                                      color=colour or MUTED, zorder=5 if colour else 2,
                                      linestyle="-" if t.shown else (0, (4, 2)),
-                                     gid=f"transition-{t.from_state}-{t.event}-{t.to_state}"))
+                                     gid=f"transition-{t.from_state.name}-{t.event}-{t.to_state.name}"))
         lx, ly = _point((x1, y1), (x2, y2), bend, at)
         label.set_position((lx + dx, ly + dy))
         labels.append((lx + dx, ly + dy, *size))

@@ -23,9 +23,10 @@ instead (no backlog for LISTEN, which the table then says).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import socket
 import struct
+
+from ._vocab import Endpoint, State
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -34,42 +35,7 @@ NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 
-#: Kernel TCP states (include/net/tcp_states.h): number -> (kernel name, ss name).
-TCP_STATES = {
-    1: ("ESTABLISHED", "ESTAB"),
-    2: ("SYN_SENT", "SYN-SENT"),
-    3: ("SYN_RECV", "SYN-RECV"),
-    4: ("FIN_WAIT1", "FIN-WAIT-1"),
-    5: ("FIN_WAIT2", "FIN-WAIT-2"),
-    6: ("TIME_WAIT", "TIME-WAIT"),
-    7: ("CLOSE", "UNCONN"),
-    8: ("CLOSE_WAIT", "CLOSE-WAIT"),
-    9: ("LAST_ACK", "LAST-ACK"),
-    10: ("LISTEN", "LISTEN"),
-    11: ("CLOSING", "CLOSING"),
-    12: ("NEW_SYN_RECV", "SYN-RECV"),
-}
-_BY_NAME = {}
-for _num, (_kernel, _ss) in TCP_STATES.items():
-    _BY_NAME[_kernel] = _kernel
-    _BY_NAME.setdefault(_ss, _kernel)
-_BY_NAME["CLOSED"] = "CLOSE"
-
 TIMERS = {0: "", 1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
-
-
-def kernel_state(name: str) -> str:
-    """Normalise a state name (kernel ``FIN_WAIT2`` or ss ``FIN-WAIT-2``) to the kernel's."""
-    key = name.strip().upper()
-    if key not in _BY_NAME:
-        raise ValueError(f"unknown TCP state {name!r}; known: {', '.join(sorted(_BY_NAME))}")
-    return _BY_NAME[key]
-
-
-def ss_state(name: str) -> str:
-    """The name ``ss`` prints for a state."""
-    kernel = kernel_state(name)
-    return next(ss for k, ss in TCP_STATES.values() if k == kernel)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,26 +43,26 @@ class SocketRow:
     """One socket as ``ss`` shows it."""
 
     netid: str  #: "tcp" or "u_str"
-    state: str  #: kernel name, e.g. "FIN_WAIT2" (``ss_state`` gives ss's)
+    state: State
     recv_q: int
     send_q: int
-    local: str  #: "127.0.0.1:4321", "[::1]:4321", or for Unix the path or "*"
-    peer: str
-    timer: str = ""  #: like ss -o: "timewait,59sec" ("" when none)
+    local: Endpoint
+    peer: Endpoint
+    timer: str = ""  #: like ss -o: "timewait,59sec,0" ("" when none)
     inode: int = 0
 
     @property
     def local_port(self) -> int | None:
-        return _port(self.local)
+        return self.local.port if self.local.inet else None
 
     @property
     def peer_port(self) -> int | None:
-        return _port(self.peer)
+        return self.peer.port if self.peer.inet else None
 
-
-def _port(addr: str) -> int | None:
-    head, sep, port = addr.rpartition(":")
-    return int(port) if sep and port.isdigit() else None
+    @property
+    def timer_kind(self) -> str:
+        """The timer's kind alone: "timewait", "on", "keepalive", "persist" or ""."""
+        return self.timer.partition(",")[0]
 
 
 def format_timer(kind: int, expires_ms: int, retrans: int = 0) -> str:
@@ -113,10 +79,10 @@ def format_timer(kind: int, expires_ms: int, retrans: int = 0) -> str:
     return f"{name},{left},{retrans}"
 
 
-def format_address(family: int, raw: bytes, port: int) -> str:
-    if family == socket.AF_INET:
-        return f"{ipaddress.IPv4Address(raw[:4])}:{port}"
-    return f"[{ipaddress.IPv6Address(raw[:16])}]:{port}"
+def endpoint(family: int, raw: bytes, port: int | None) -> Endpoint:
+    """An endpoint from the raw address bytes the kernel reports."""
+    size = 4 if family == socket.AF_INET else 16
+    return Endpoint(family, socket.inet_ntop(family, raw[:size]), port)
 
 
 # struct inet_diag_msg: family, state, timer, retrans, sockid(sport, dport, src[16],
@@ -129,13 +95,10 @@ def parse_inet_diag_msg(payload: bytes) -> SocketRow:
     (family, state, timer, retrans, sport, dport, src, dst, _if, _cookie,
      expires, rqueue, wqueue, _uid, inode) = _INET_DIAG_MSG.unpack_from(payload)
     sport, dport = int.from_bytes(sport, "big"), int.from_bytes(dport, "big")
-    local = format_address(family, src, sport)
-    if state == 10:  # LISTEN: ss prints the wildcard peer
-        peer = "0.0.0.0:*" if family == socket.AF_INET else "[::]:*"
-    else:
-        peer = format_address(family, dst, dport)
-    return SocketRow("tcp", TCP_STATES.get(state, (f"STATE{state}", ""))[0], rqueue, wqueue,
-                     local, peer, format_timer(timer, expires, retrans), inode)
+    local = endpoint(family, src, sport)
+    listening = state == State.LISTEN.value  # ss prints the wildcard peer
+    peer = endpoint(family, bytes(16), None) if listening else endpoint(family, dst, dport)
+    return SocketRow("tcp", State(state), rqueue, wqueue, local, peer, format_timer(timer, expires, retrans), inode)
 
 
 # struct unix_diag_msg: family, type, state, pad, ino, cookie[2]
@@ -167,10 +130,9 @@ def parse_unix_diag_msg(payload: bytes) -> SocketRow | None:
             peer_inode = struct.unpack("=I", value[:4])[0]
         elif attr == UNIX_DIAG_RQLEN:
             rq, wq = struct.unpack("=II", value[:8])
-    state_name = {1: "ESTABLISHED", 7: "CLOSE", 10: "LISTEN"}.get(state, TCP_STATES.get(state, ("?",))[0])
-    local = f"{name or '*'} {inode}"
-    peer = f"* {peer_inode}" if peer_inode else "*"
-    return SocketRow("u_str", state_name, rq, wq, local, peer, "", inode)
+    local = Endpoint(socket.AF_UNIX, name or "*", inode)
+    peer = Endpoint(socket.AF_UNIX, "*", peer_inode or None)
+    return SocketRow("u_str", State(state), rq, wq, local, peer, "", inode)
 
 
 def _dump(request: bytes) -> list[bytes]:
@@ -222,23 +184,23 @@ def parse_proc_net_tcp(text: str, family: int = socket.AF_INET) -> list[SocketRo
         local, peer, state = fields[1], fields[2], int(fields[3], 16)
         tx, rx = (int(x, 16) for x in fields[4].split(":"))
         timer_kind, expires = fields[5].split(":")
-        peer_text = ("0.0.0.0:*" if family == socket.AF_INET else "[::]:*") if state == 10 else (
-            _proc_address(peer, family))
+        peer_end = _proc_address(peer, family)
+        if state == State.LISTEN.value:
+            peer_end = dataclasses.replace(peer_end, port=None)
         rows.append(SocketRow(
-            "tcp", TCP_STATES.get(state, (f"STATE{state}",))[0], rx, tx,
-            _proc_address(local, family), peer_text,
+            "tcp", State(state), rx, tx, _proc_address(local, family), peer_end,
             format_timer(int(timer_kind, 16), int(expires, 16) * 10),  # jiffies at HZ=100 approx
             int(fields[9]),
         ))
     return rows
 
 
-def _proc_address(field: str, family: int) -> str:
+def _proc_address(field: str, family: int) -> Endpoint:
     addr, port = field.split(":")
     raw = bytes.fromhex(addr)
     # /proc prints each 32-bit word in host (little-endian) order
     raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    return format_address(family, raw, int(port, 16))
+    return endpoint(family, raw, int(port, 16))
 
 
 def snapshot(unix: bool = True) -> list[SocketRow]:

@@ -9,12 +9,12 @@ default (``shown``). Everything else here reads that table: ``path`` searches
 it, ``draw_state_diagram`` draws it, the pages quote it. Nothing is inferred
 from code paths, so a page can show the row a claim rests on.
 
-States use the kernel's names (``include/net/tcp_states.h``, as ``_states``
-and ``ss -tn`` state filters do) except for the closed state: the kernel calls
-it ``CLOSE``, the RFC ``CLOSED``; we say ``CLOSED`` and ``state_name`` maps the
-kernel's (and ``ss``'s) spellings onto ours. Events are socket calls where the
-application causes them (``close()``, ``connect()``) and ``rcv ...`` where a
-segment does, as in the RFC's figure.
+States are ``_vocab.State`` members (the kernel's states; the table may be
+written with any spelling, ``"CLOSED"`` or ``"FIN_WAIT2"``, and stores the
+member). A request socket (``NEW_SYN_RECV``) is ``SYN_RECV`` here: RFC 9293
+has no such state. Events are socket calls where the application causes them
+(``close()``, ``connect()``) and ``rcv ...`` where a segment does, as in the
+RFC's figure.
 
 The drawn transitions are RFC 9293 Figure 5 (section 3.3.2), quoted here with
 its notes; the ``shown=False`` rows are the ones its notes and text describe
@@ -72,7 +72,7 @@ close) down the right::
 
 A Linux difference the table does not model: a listener stays in LISTEN; each
 SYN creates a request socket (``NEW_SYN_RECV``, ``SYN-RECV`` in ``ss``) that
-becomes the accepted socket. ``state_name`` maps it to ``SYN_RECV``.
+becomes the accepted socket. ``State.machine`` maps it to ``SYN_RECV``.
 """
 
 from __future__ import annotations
@@ -81,10 +81,10 @@ import dataclasses
 from collections import deque
 from collections.abc import Sequence
 
-from ._states import kernel_state
+from ._vocab import State
 
-STATES = ("CLOSED", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2",
-          "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT")
+#: The states of RFC 9293's machine (the kernel's, less its request socket).
+STATES = tuple(s for s in State if s is not State.NEW_SYN_RECV)
 
 #: Where each transition comes from, in the words of its source.
 QUOTES = {
@@ -113,92 +113,79 @@ QUOTES = {
 
 @dataclasses.dataclass(frozen=True)
 class Transition:
-    """One row of the state machine."""
+    """One row of the state machine (states may be given in any spelling)."""
 
-    from_state: str
+    from_state: State
     event: str
-    to_state: str
+    to_state: State
     action: str = ""  #: what the endpoint sends ("snd FIN"), "" for nothing
     source: str = "RFC 9293 Figure 5"  #: a key of QUOTES
     shown: bool = True  #: drawn by default (the rest only when highlighted)
 
+    def __post_init__(self) -> None:
+        for field in ("from_state", "to_state"):
+            object.__setattr__(self, field, State.parse(getattr(self, field)).machine)
+
     def __str__(self) -> str:
-        return f"{self.from_state} --{self.event}--> {self.to_state}"
+        return f"{self.from_state.rfc} --{self.event}--> {self.to_state.rfc}"
 
 
-_F5, _T = "RFC 9293 Figure 5", Transition
+_F5, _T, _S = "RFC 9293 Figure 5", Transition, State
 #: RFC 9293's TCP state machine: Figure 5, then what its notes and text add.
 TRANSITIONS: tuple[Transition, ...] = (
-    _T("CLOSED", "listen()", "LISTEN", "create TCB"),                   # passive OPEN
-    _T("CLOSED", "connect()", "SYN_SENT", "snd SYN"),                   # active OPEN
-    _T("LISTEN", "rcv SYN", "SYN_RECV", "snd SYN-ACK"),
-    _T("LISTEN", "close()", "CLOSED", "delete TCB"),
-    _T("SYN_SENT", "rcv SYN-ACK", "ESTABLISHED", "snd ACK"),
-    _T("SYN_SENT", "rcv SYN", "SYN_RECV", "snd SYN-ACK"),               # simultaneous open
-    _T("SYN_SENT", "close()", "CLOSED", "delete TCB"),
-    _T("SYN_RECV", "rcv ACK of SYN", "ESTABLISHED"),
-    _T("SYN_RECV", "rcv RST", "LISTEN", "", f"{_F5} note 1"),
-    _T("ESTABLISHED", "close()", "FIN_WAIT1", "snd FIN"),
-    _T("ESTABLISHED", "rcv FIN", "CLOSE_WAIT", "snd ACK"),
-    _T("FIN_WAIT1", "rcv ACK of FIN", "FIN_WAIT2"),
-    _T("FIN_WAIT1", "rcv FIN", "CLOSING", "snd ACK"),
-    _T("FIN_WAIT2", "rcv FIN", "TIME_WAIT", "snd ACK"),
-    _T("CLOSING", "rcv ACK of FIN", "TIME_WAIT"),
-    _T("CLOSE_WAIT", "close()", "LAST_ACK", "snd FIN"),
-    _T("LAST_ACK", "rcv ACK of FIN", "CLOSED"),
-    _T("TIME_WAIT", "timeout 2MSL", "CLOSED", "delete TCB"),  # Linux: 60 s, TCP_TIMEWAIT_LEN
+    _T(_S.CLOSE, "listen()", _S.LISTEN, "create TCB"),                   # passive OPEN
+    _T(_S.CLOSE, "connect()", _S.SYN_SENT, "snd SYN"),                   # active OPEN
+    _T(_S.LISTEN, "rcv SYN", _S.SYN_RECV, "snd SYN-ACK"),
+    _T(_S.LISTEN, "close()", _S.CLOSE, "delete TCB"),
+    _T(_S.SYN_SENT, "rcv SYN-ACK", _S.ESTABLISHED, "snd ACK"),
+    _T(_S.SYN_SENT, "rcv SYN", _S.SYN_RECV, "snd SYN-ACK"),               # simultaneous open
+    _T(_S.SYN_SENT, "close()", _S.CLOSE, "delete TCB"),
+    _T(_S.SYN_RECV, "rcv ACK of SYN", _S.ESTABLISHED),
+    _T(_S.SYN_RECV, "rcv RST", _S.LISTEN, "", f"{_F5} note 1"),
+    _T(_S.ESTABLISHED, "close()", _S.FIN_WAIT1, "snd FIN"),
+    _T(_S.ESTABLISHED, "rcv FIN", _S.CLOSE_WAIT, "snd ACK"),
+    _T(_S.FIN_WAIT1, "rcv ACK of FIN", _S.FIN_WAIT2),
+    _T(_S.FIN_WAIT1, "rcv FIN", _S.CLOSING, "snd ACK"),
+    _T(_S.FIN_WAIT2, "rcv FIN", _S.TIME_WAIT, "snd ACK"),
+    _T(_S.CLOSING, "rcv ACK of FIN", _S.TIME_WAIT),
+    _T(_S.CLOSE_WAIT, "close()", _S.LAST_ACK, "snd FIN"),
+    _T(_S.LAST_ACK, "rcv ACK of FIN", _S.CLOSE),
+    _T(_S.TIME_WAIT, "timeout 2MSL", _S.CLOSE, "delete TCB"),  # Linux: 60 s, TCP_TIMEWAIT_LEN
     # In Figure 5 but left out of our drawing: no socket call sends on a listener, and the
     # SYN_RECV close() edge would cross the picture (both still drawn when highlighted).
-    _T("LISTEN", "send()", "SYN_SENT", "snd SYN", shown=False),
-    _T("SYN_RECV", "close()", "FIN_WAIT1", "snd FIN", shown=False),
+    _T(_S.LISTEN, "send()", _S.SYN_SENT, "snd SYN", shown=False),
+    _T(_S.SYN_RECV, "close()", _S.FIN_WAIT1, "snd FIN", shown=False),
     # Figure 5 note 2.
-    _T("FIN_WAIT1", "rcv FIN + ACK of FIN", "TIME_WAIT", "snd ACK", f"{_F5} note 2", False),
+    _T(_S.FIN_WAIT1, "rcv FIN + ACK of FIN", _S.TIME_WAIT, "snd ACK", f"{_F5} note 2", False),
     # Note 3: "receipt of a RST from any state results in a transition to LISTEN or CLOSED".
-    _T("SYN_SENT", "rcv RST", "CLOSED", "", "RFC 9293 3.10.7.3", False),
-    *(_T(s, "rcv RST", "CLOSED", "", "RFC 9293 3.10.7.4", False)
-      for s in ("ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT")),
+    _T(_S.SYN_SENT, "rcv RST", _S.CLOSE, "", "RFC 9293 3.10.7.3", False),
+    *(_T(s, "rcv RST", _S.CLOSE, "", "RFC 9293 3.10.7.4", False)
+      for s in (_S.ESTABLISHED, _S.FIN_WAIT1, _S.FIN_WAIT2, _S.CLOSE_WAIT, _S.CLOSING, _S.LAST_ACK, _S.TIME_WAIT)),
     # ABORT: on Linux, close() with SO_LINGER {l_onoff=1, l_linger=0}.
-    *(_T(s, "close() with SO_LINGER 0", "CLOSED", "snd RST", "RFC 9293 3.10.5", False)
-      for s in ("SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE_WAIT")),
-    *(_T(s, "rcv data after close()", "CLOSED", "snd RST", "RFC 9293 3.6.1", False)
-      for s in ("FIN_WAIT1", "FIN_WAIT2")),
+    *(_T(s, "close() with SO_LINGER 0", _S.CLOSE, "snd RST", "RFC 9293 3.10.5", False)
+      for s in (_S.SYN_RECV, _S.ESTABLISHED, _S.FIN_WAIT1, _S.FIN_WAIT2, _S.CLOSE_WAIT)),
+    *(_T(s, "rcv data after close()", _S.CLOSE, "snd RST", "RFC 9293 3.6.1", False)
+      for s in (_S.FIN_WAIT1, _S.FIN_WAIT2)),
     # Linux's tcp_close(): data still unread when the last descriptor closes -> RST, not FIN.
-    *(_T(s, "close() with unread data", "CLOSED", "snd RST", "RFC 9293 3.6.1", False)
-      for s in ("ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT2")),
-    _T("FIN_WAIT2", "timeout tcp_fin_timeout", "CLOSED", "", "tcp(7) tcp_fin_timeout", False),
+    *(_T(s, "close() with unread data", _S.CLOSE, "snd RST", "RFC 9293 3.6.1", False)
+      for s in (_S.ESTABLISHED, _S.CLOSE_WAIT, _S.FIN_WAIT2)),
+    _T(_S.FIN_WAIT2, "timeout tcp_fin_timeout", _S.CLOSE, "", "tcp(7) tcp_fin_timeout", False),
 )
 EVENTS = tuple(dict.fromkeys(t.event for t in TRANSITIONS))
 
-_ALIASES = {"CLOSE": "CLOSED", "UNCONN": "CLOSED", "NEW_SYN_RECV": "SYN_RECV", "SYN-RECEIVED": "SYN_RECV",
-            "SYN-RCVD": "SYN_RECV", "SYN_RCVD": "SYN_RECV", "FINWAIT-2": "FIN_WAIT2", "ESTAB": "ESTABLISHED"}
-
-
-def state_name(name: str) -> str:
-    """Our name for a state given in kernel, ``ss`` or RFC spelling (``CLOSE`` -> ``CLOSED``)."""
-    key = name.strip().upper()
-    if key in STATES:
-        return key
-    try:
-        kernel = _ALIASES.get(key) or kernel_state(key)
-    except ValueError:
-        raise ValueError(f"unknown TCP state {name!r}; the states are {', '.join(STATES)} "
-                         "(ss and RFC spellings such as FIN-WAIT-2 are accepted too)") from None
-    return _ALIASES.get(kernel, kernel)
-
-
-def transition(from_state: str, event: str) -> Transition:
+def transition(from_state: str | State, event: str) -> Transition:
     """The row for `event` in `from_state`; ValueError naming the events possible there."""
-    state = state_name(from_state)
+    state = State.parse(from_state).machine
     for t in TRANSITIONS:
-        if t.from_state == state and t.event == event:
+        if t.from_state is state and t.event == event:
             return t
-    possible = ", ".join(repr(t.event) for t in TRANSITIONS if t.from_state == state) or "none"
-    raise ValueError(f"no transition for {event!r} in {state}; events there: {possible}")
+    possible = ", ".join(repr(t.event) for t in TRANSITIONS if t.from_state is state) or "none"
+    raise ValueError(f"no transition for {event!r} in {state.rfc}; events there: {possible}")
 
 
-def _search(start: str, goal: str, rows: Sequence[Transition]) -> list[Transition] | None:
+def _search(start: State, goal: State, rows: Sequence[Transition]) -> list[Transition] | None:
     """Fewest transitions from `start` to `goal` (breadth first, table order breaks ties)."""
-    came: dict[str, Transition | None] = {start: None}
+    came: dict[State, Transition | None] = {start: None}
     queue = deque([start])
     while queue:
         state = queue.popleft()
@@ -208,7 +195,7 @@ def _search(start: str, goal: str, rows: Sequence[Transition]) -> list[Transitio
                 steps.append(step)
                 state = step.from_state
             return steps[::-1]
-        if state == "CLOSED" and state != start:
+        if state is State.CLOSE and state is not start:
             continue  # a closed socket's story is over: CLOSED only starts or ends a path
         for t in rows:
             if t.from_state == state and t.to_state not in came:
@@ -217,7 +204,7 @@ def _search(start: str, goal: str, rows: Sequence[Transition]) -> list[Transitio
     return None
 
 
-def path(states: Sequence[str]) -> list[Transition]:
+def path(states: Sequence[str | State]) -> list[Transition]:
     """The transitions a socket took through the observed `states`, in order.
 
     Snapshots miss fast states (FIN_WAIT1 lasts until the peer's ACK), so each
@@ -230,23 +217,23 @@ def path(states: Sequence[str]) -> list[Transition]:
         path(["CLOSE_WAIT", "rcv RST", "CLOSED"])  # rcv RST, not close() + rcv ACK of FIN
     """
     steps: list[Transition] = []
-    current: str | None = None
+    current: State | None = None
     for item in states:
-        if item in EVENTS:
+        if isinstance(item, str) and item in EVENTS:
             if current is None:
                 raise ValueError(f"path {list(states)!r} starts with the event {item!r}: start with a state")
             steps.append(transition(current, item))
             current = steps[-1].to_state
             continue
         try:
-            state = state_name(item)
+            state = State.parse(item).machine
         except ValueError as e:
             raise ValueError(f"{e}; or an event to choose a transition: {', '.join(EVENTS)}") from None
-        if current is not None and state != current:
+        if current is not None and state is not current:
             found = (_search(current, state, [t for t in TRANSITIONS if t.shown])
                      or _search(current, state, TRANSITIONS))
             if found is None:
-                raise ValueError(f"no path from {current} to {state} in RFC 9293's TCP state machine")
+                raise ValueError(f"no path from {current.rfc} to {state.rfc} in RFC 9293's TCP state machine")
             steps += found
         current = state
     return steps

@@ -2,7 +2,14 @@
 
 Theory of operation
 -------------------
-scapy dissects each frame (``lo`` frames carry an all-zero Ethernet header).
+One dissector, used on both sides of the fork: the scenario's child calls
+``parse`` on each captured frame to know when the packet it waits for has
+left (``Lab.wait_packet``), and the parent calls ``dissect`` on all of them for
+traces, ladders and claims. It reads the Ethernet, IPv4/IPv6 and TCP headers
+with ``struct`` (``lo`` frames carry an all-zero Ethernet header), so the
+child stays light; scapy is kept for what it is strongest at, reading capture
+files back (the build checks every pcap it publishes with scapy's reader).
+
 Sequence numbers are made relative per direction, as ``tcpdump`` does by
 default, except that the SYN itself shows ``seq 0`` (tcpdump prints it
 absolute): with the ISN random per connection, relative numbers are what make
@@ -18,7 +25,10 @@ ACK flag.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import struct
+
+from ._vocab import Endpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +38,8 @@ class Packet:
     index: int
     time_ns: int  #: kernel timestamp, ns since the epoch
     ip: str  #: "IP" or "IP6"
-    src: str
-    sport: int
-    dst: str
-    dport: int
+    source: Endpoint
+    destination: Endpoint
     flags: str  #: tcpdump letters: "S", "S.", "F.", "P.", "R", "R."
     seq: int  #: relative to this direction's ISN (absolute when no SYN was seen)
     ack: int | None  #: relative to the other direction's ISN; None without ACK
@@ -42,16 +50,17 @@ class Packet:
     frame: int = 0  #: index of the captured frame it came from
 
     @property
-    def source(self) -> str:
-        return f"{self.src}.{self.sport}"
+    def sport(self) -> int:
+        return self.source.port or 0
 
     @property
-    def destination(self) -> str:
-        return f"{self.dst}.{self.dport}"
+    def dport(self) -> int:
+        return self.destination.port or 0
 
     def line(self, t0_ns: int) -> str:
         """The tcpdump-style line, time relative to `t0_ns`."""
-        return f"{(self.time_ns - t0_ns) / 1e9:9.6f} {self.ip} {self.source} > {self.destination}: {self.text()}"
+        return (f"{(self.time_ns - t0_ns) / 1e9:9.6f} {self.ip} {tcpdump_address(self.source)} > "
+                f"{tcpdump_address(self.destination)}: {self.text()}")
 
     def text(self) -> str:
         """Everything after the addresses: ``Flags [P.], seq 1:2, ack 2, win 512, length 1``."""
@@ -69,6 +78,11 @@ class Packet:
         return ", ".join(parts)
 
 
+def tcpdump_address(end: Endpoint) -> str:
+    """An endpoint as tcpdump prints it: ``127.0.0.1.4321``, ``::1.4321``."""
+    return f"{end.address}.{end.port}"
+
+
 def flag_text(bits: int) -> str:
     """tcpdump's flag letters (print-tcp.c order): F S R P . U E W; "none" for none."""
     letters = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."),
@@ -76,64 +90,94 @@ def flag_text(bits: int) -> str:
     return "".join(letter for bit, letter in letters if bits & bit) or "none"
 
 
-def option_text(options: list) -> str:
-    """scapy's TCP options as tcpdump names them, timestamp values left out."""
-    names = []
-    for name, value in options:
-        if name == "MSS":
-            names.append(f"mss {value}")
-        elif name == "SAckOK":
-            names.append("sackOK")
-        elif name == "Timestamp":
-            names.append("TS")
-        elif name == "NOP":
-            names.append("nop")
-        elif name == "WScale":
-            names.append(f"wscale {value}")
-        elif name == "EOL":
-            names.append("eol")
-        elif name == "SAck":
-            names.append("sack")
+_OPTION_NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sackOK", 5: "sack", 8: "TS"}
+
+
+def option_text(raw: bytes) -> str:
+    """TCP options as tcpdump names them, timestamp values left out: ``mss 65495,sackOK,TS,nop,wscale 7``."""
+    names, i = [], 0
+    while i < len(raw):
+        kind = raw[i]
+        if kind in (0, 1):
+            names.append(_OPTION_NAMES[kind])
+            i += 1
+            if kind == 0:
+                break
+            continue
+        if i + 1 >= len(raw) or raw[i + 1] < 2:
+            names.append("[bad opt]")
+            break
+        size = raw[i + 1]
+        value = raw[i + 2 : i + size]
+        if kind == 2 and len(value) == 2:
+            names.append(f"mss {int.from_bytes(value, 'big')}")
+        elif kind == 3 and len(value) == 1:
+            names.append(f"wscale {value[0]}")
         else:
-            names.append(str(name).lower())
+            names.append(_OPTION_NAMES.get(kind, f"opt-{kind}"))
+        i += size
     return ",".join(names)
 
 
-def dissect(frames: list[tuple[int, bytes]]) -> list[Packet]:
-    """Dissect Ethernet frames into TCP packets (other protocols are skipped)."""
-    from scapy.layers.inet import IP, TCP
-    from scapy.layers.inet6 import IPv6
-    from scapy.layers.l2 import Ether
+_ETHERTYPE_IPV4, _ETHERTYPE_IPV6 = 0x0800, 0x86DD
+_TCP = struct.Struct("!HHIIBBHHH")  # ports, seq, ack, offset, flags, window, checksum, urgent
 
-    raw = []
-    for number, (time_ns, data) in enumerate(frames):
-        frame = Ether(data)
-        if TCP not in frame:
-            continue
-        ip_layer = frame[IP] if IP in frame else frame[IPv6]
-        tcp = frame[TCP]
-        raw.append((time_ns, "IP" if IP in frame else "IP6", ip_layer.src, tcp.sport, ip_layer.dst,
-                    tcp.dport, int(tcp.flags), tcp.seq, tcp.ack, tcp.window, len(tcp.payload),
-                    option_text(tcp.options), bytes(tcp.payload), number))
-    isn: dict[tuple, int] = {}
-    for r in raw:
-        if r[6] & 0x02:  # SYN
-            isn.setdefault((r[2], r[3], r[4], r[5]), r[7])
+
+def parse(data: bytes, time_ns: int = 0, frame: int = 0) -> Packet | None:
+    """The TCP segment in an Ethernet frame, numbers absolute; None for anything else.
+
+    Cheap enough for the scenario's child, which parses every frame it waits on.
+    """
+    if len(data) < 14:
+        return None
+    ethertype = int.from_bytes(data[12:14], "big")
+    if ethertype == _ETHERTYPE_IPV4 and len(data) >= 34:
+        ihl = (data[14] & 0x0F) * 4
+        proto, start = data[23], 14 + ihl
+        end = min(len(data), 14 + int.from_bytes(data[16:18], "big"))
+        family, ip, raw_src, raw_dst = socket.AF_INET, "IP", data[26:30], data[30:34]
+    elif ethertype == _ETHERTYPE_IPV6 and len(data) >= 54:
+        proto, start = data[20], 54  # extension headers are not followed: the lab sends none
+        end = min(len(data), 54 + int.from_bytes(data[18:20], "big"))
+        family, ip, raw_src, raw_dst = socket.AF_INET6, "IP6", data[22:38], data[38:54]
+    else:
+        return None
+    if proto != socket.IPPROTO_TCP or end < start + _TCP.size:
+        return None
+    sport, dport, seq, ack, offset, bits, win, _sum, _urg = _TCP.unpack_from(data, start)
+    header = (offset >> 4) * 4
+    payload = data[start + header : end]
+    return Packet(0, time_ns, ip, Endpoint(family, socket.inet_ntop(family, raw_src), sport),
+                  Endpoint(family, socket.inet_ntop(family, raw_dst), dport), flag_text(bits), seq,
+                  ack if bits & 0x10 else None, win, len(payload),
+                  option_text(data[start + _TCP.size : start + header]), payload, frame)
+
+
+def dissect(frames: list[tuple[int, bytes]]) -> list[Packet]:
+    """The TCP packets among Ethernet frames, in order, with relative sequence numbers."""
+    raw = [p for number, (time_ns, data) in enumerate(frames) if (p := parse(data, time_ns, number))]
+    isn: dict[tuple[Endpoint, Endpoint], int] = {}
+    for p in raw:
+        if "S" in p.flags:
+            isn.setdefault((p.source, p.destination), p.seq)
     packets = []
-    for i, (t, ip, src, sport, dst, dport, bits, seq, ack, win, length, opts, payload, number) in enumerate(raw):
-        mine = isn.get((src, sport, dst, dport))
-        theirs = isn.get((dst, dport, src, sport))
-        rel_seq = (seq - mine) % 2**32 if mine is not None else seq
-        rel_ack = None
-        if bits & 0x10:
-            rel_ack = (ack - theirs) % 2**32 if theirs is not None else ack
-        packets.append(Packet(i, t, ip, src, sport, dst, dport, flag_text(bits), rel_seq, rel_ack,
-                              win, length, opts, payload, number))
+    for i, p in enumerate(raw):
+        mine = isn.get((p.source, p.destination))
+        theirs = isn.get((p.destination, p.source))
+        seq = (p.seq - mine) % 2**32 if mine is not None else p.seq
+        ack = p.ack
+        if ack is not None and theirs is not None:
+            ack = (ack - theirs) % 2**32
+        packets.append(dataclasses.replace(p, index=i, seq=seq, ack=ack))
     return packets
 
 
 def pcap_bytes(frames: list[tuple[int, bytes]]) -> bytes:
-    """A nanosecond-resolution pcap file (LINKTYPE_ETHERNET) holding `frames`."""
+    """A nanosecond-resolution pcap file (LINKTYPE_ETHERNET) holding `frames`.
+
+    Written by hand (a 24-byte header and 16 bytes per frame, pcap-savefile(5)):
+    the build reads every file back with scapy, and the tests with tcpdump and tshark.
+    """
     out = [struct.pack("=IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1)]
     for time_ns, data in frames:
         sec, nsec = divmod(time_ns, 1_000_000_000)

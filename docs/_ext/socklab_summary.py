@@ -1,5 +1,5 @@
 """Summaries of runs for the site-wide pages: the "what happens when" matrix
-and the errno table.
+and the errno table. Only socklab's public API is used here.
 
 Theory of operation
 -------------------
@@ -12,30 +12,26 @@ the kernel changes its mind the matrix changes with it.
 
 The errno table needs no declaration at all: it lists every recorded call that
 failed, with the state its socket was in at the last snapshot before the call.
+
+States are spelled as ``ss`` prints them: these are tables (see
+``socklab.State``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ._states import ss_state
-
-if TYPE_CHECKING:
-    from ._records import Call
-    from ._run import Run
+from socklab import Call, Run, State
 
 MATRIX_COLUMNS = ["closing side called", "then on the wire", "peer's 1st send()", "peer's 2nd send()",
                   "peer's recv()", "SIGPIPE", "sockets left at the end"]
 
 
 def wire_after(run: Run, call: Call) -> str:
-    """What the caller's side sent after `call` returned: FIN, RST, both, or nothing."""
+    """What the caller's side sent once `call` started: FIN, RST, both, or nothing."""
     if not run.isolation.capture:
         return "(not captured)"
-    if not call.local:
+    if call.socket.local is None:
         return "no wire (not a TCP socket)"
-    port = int(call.local.rpartition(":")[2])
-    sent = [p.flags for p in run.packets if p.sport == port and p.time_ns >= _start_of(run, call)]
+    sent = [p.flags for p in run.packets if p.source == call.socket.local and p.time_ns >= call.start_ns]
     kinds = []
     for flags in sent:
         kind = "RST" if "R" in flags else "FIN" if "F" in flags else None
@@ -44,15 +40,8 @@ def wire_after(run: Run, call: Call) -> str:
     return ", then ".join(kinds) if kinds else "nothing"
 
 
-def _start_of(run: Run, call: Call) -> int:
-    """When `call` started: the time of the record before it (calls are stamped on return)."""
-    index = run.calls.index(call)
-    earlier = [c.time_ns for c in run.calls[:index]] + [s.time_ns for s in run.snapshots if s.time_ns < call.time_ns]
-    return max(earlier, default=0)
-
-
-def _outcome(run: Run, label: str | None) -> str:
-    return run.call(label).outcome if label else "–"
+def _outcome(run: Run, key: str | None) -> str:
+    return run.call(key).outcome if key else "–"
 
 
 def matrix_row(run: Run) -> list[str]:
@@ -71,9 +60,9 @@ def matrix_row(run: Run) -> list[str]:
     last = run.snapshots[-1] if run.snapshots else None
     left = "–"
     if last is not None:
-        rows = sorted((r for r in last.rows if r.state != "LISTEN"), key=lambda r: (run.role(r), r.local))
-        left = ", ".join(f"{run.role(r)} {ss_state(r.state) if r.netid == 'tcp' else r.state}"
-                         for r in rows) or "none"
+        rows = sorted((r for r in last.rows if r.state is not State.LISTEN),
+                      key=lambda r: (run.role(r), r.local.sort_key()))
+        left = ", ".join(f"{run.role(r)} {r.state.ss}" for r in rows) or "none"
     return [closer.label, wire_after(run, closer), _outcome(run, sends[0]), _outcome(run, sends[1]),
             _outcome(run, parts.get("recv")), sigpipe, left]
 
@@ -84,13 +73,10 @@ def errno_rows(run: Run) -> list[list[str]]:
     for call in run.calls:
         if not call.errno:
             continue
-        before = [s for s in run.snapshots if s.time_ns < call.time_ns]
+        before = [s for s in run.snapshots if s.time_ns < call.start_ns]
         state = "–"
-        if before and call.inode:
-            row = next((r for r in before[-1].rows if r.inode == call.inode), None)
-            if row is None:
-                state = "not in the table (reset)"
-            else:
-                state = ss_state(row.state) if row.netid == "tcp" else row.state
-        rows.append([call.label, run._call_side(call) or "–", state, call.errno])
+        if before and call.socket.inode:
+            row = next((r for r in before[-1].rows if r.inode == call.socket.inode), None)
+            state = "not in the table (reset)" if row is None else row.state.ss
+        rows.append([call.label, run.actor(call) or "–", state, call.errno])
     return rows

@@ -1,30 +1,34 @@
-"""The matrix and errno rows are read from the run, not typed."""
+"""The matrix and errno rows are read from the run, not typed (docs/_ext/socklab_summary.py)."""
 
-import dataclasses
+import sys
+from pathlib import Path
 
 import pytest
 
-from socklab import Run
-from socklab._records import Call, Finished, Frames, Snapshot, Started
-from socklab._summary import errno_rows, matrix_row
+from builders import CLIENT, LISTENER, SERVER, call, row
+from socklab._records import Finished, Frames, Snapshot, Started
+from socklab._run import Run
 from socklab._trace import dissect
-from test_run import CLIENT, LISTENER, SEED, SERVER, row
+from test_trace import SEED
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs" / "_ext"))
+from socklab_summary import errno_rows, matrix_row  # noqa: E402
 
 TIMES = [t for t, _ in SEED]  # packet times: SYN.. FIN at [3], data at [5], RST at [6]
 
 
 def run_with(second_send_errno="EPIPE"):
-    server_row = dataclasses.replace(row("CLOSE_WAIT", *SERVER, recv_q=1), inode=42)
+    server_row = row("CLOSE_WAIT", *SERVER, recv_q=1, inode=42)
     return Run("seed", [
         Started("6.18.0", "netns", True, "", "", 0),
         Snapshot("before", TIMES[2] + 1, (LISTENER, row("ESTABLISHED", *CLIENT), row("ESTABLISHED", *SERVER))),
-        Call("close", TIMES[3] - 1, "None", None, *CLIENT),
+        call("close", TIMES[3] + 5, None, local=CLIENT[0], peer=CLIENT[1], start=TIMES[3] - 1),
         Snapshot("after close", TIMES[4] + 1, (LISTENER, row("FIN_WAIT2", *CLIENT), server_row)),
-        Call("send #1", TIMES[5] - 1, "1", None, *SERVER, False, 42),
+        call("send #1", TIMES[5] + 5, 1, local=SERVER[0], peer=SERVER[1], inode=42, start=TIMES[5] - 1),
         Snapshot("after send", TIMES[6] + 1, (LISTENER,)),
-        Call("send #2", TIMES[6] + 2, None, second_send_errno, "127.0.0.1:4321", "", False, 42),
+        call("send #2", TIMES[6] + 3, errno=second_send_errno, local=SERVER[0], inode=42, start=TIMES[6] + 2),
         Frames(tuple(SEED)),
-        Finished(TIMES[6] + 3),
+        Finished(TIMES[6] + 4),
     ])
 
 
@@ -41,8 +45,15 @@ def test_matrix_row_follows_the_kernel_when_outcomes_change():
     assert matrix_row(run)[5] == "no (no EPIPE)"
 
 
+def test_matrix_row_spells_leftover_states_as_ss_does():
+    run = run_with()
+    run.records.insert(-1, Snapshot("end", TIMES[6] + 3, (row("TIME_WAIT", *CLIENT),)))
+    run = Run("seed", run.records).summarize(closer="close")
+    assert matrix_row(run)[-1] == "client TIME-WAIT"
+
+
 def test_summarize_refuses_unknown_labels():
-    with pytest.raises(KeyError, match="no call labelled 'shutdown'"):
+    with pytest.raises(KeyError, match="no call is named 'shutdown'"):
         run_with().summarize(closer="shutdown")
 
 

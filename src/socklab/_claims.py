@@ -1,0 +1,127 @@
+"""Claims: what a page says the kernel did, checked against what it did.
+
+Theory of operation
+-------------------
+A page states its claims in data (``run.expect(calls=..., flow=..., states=...)``)
+next to the prose that makes them, and the docs build runs them: a claim the
+kernel contradicts raises ``ClaimError`` naming every broken claim, which fails
+the build on that page. Nothing is compared as text that exists as a value:
+a call's claim is checked against the value it returned (or the errno name it
+raised), a state against a ``State``.
+
+Some claims cannot be checked in every environment: without packet capture, a
+claim about packets has nothing to be checked against. Such a claim is neither
+passed nor broken: it is *unchecked*, kept on the run (``Run.unchecked``),
+printed in its provenance table, and written to stderr so a build log shows it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import _roles
+from ._netns import FIX_CAPTURE
+from ._observed import Observed
+from ._states import SocketRow
+from ._vocab import Endpoint, State
+
+
+class ClaimError(AssertionError):
+    """The kernel did not do what the page says."""
+
+
+def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: Mapping[str, object] | None = None,
+          flow: Sequence[str] | None = None, states: Mapping[str, Mapping[str, object]] | None = None,
+          packets: Mapping[int, Mapping[str, object]] | None = None,
+          killed_by: str | None = None) -> tuple[list[str], list[str]]:
+    """(broken, unchecked): the claims the kernel contradicts, and those it could not be asked."""
+    broken: list[str] = []
+    unchecked: list[str] = []
+    for key, want in (calls or {}).items():
+        call = _roles.find_call(run, key)
+        if call.errno is not None:
+            if want != call.errno:
+                broken.append(f"call {key!r}: the page says {want!r}, the kernel raised {call.errno}")
+        elif not call.kept:
+            broken.append(f"call {key!r}: its value was too large to keep ({call.returned}); "
+                          "claim something smaller, e.g. lab.record() a length")
+        elif call.value != want:
+            broken.append(f"call {key!r}: the page says {want!r}, the kernel returned {call.value!r}")
+    for name, want in (values or {}).items():
+        got = run.value(name)
+        if got != want:
+            broken.append(f"value {name!r}: the page says {want!r}, the run recorded {got!r}")
+    if (flow is not None or packets) and not run.isolation.capture:
+        why = f"no packet capture ({run.isolation.reason}); fix: {run.isolation.fix or FIX_CAPTURE}"
+        if flow is not None:
+            unchecked.append(f"the packet flow {' '.join(flow)} ({why})")
+        for index in packets or {}:
+            unchecked.append(f"packet {index} ({why})")
+        flow, packets = None, None
+    if flow is not None:
+        got_flow = _roles.flow(run)
+        if list(flow) != got_flow:
+            diff = "\n".join(difflib.unified_diff(list(flow), got_flow, "page says", "kernel did", lineterm=""))
+            broken.append(f"packet flow differs:\n{diff}")
+    for label, wanted in (states or {}).items():
+        rows = run.snapshot(label).rows
+        table = dict(zip(_roles.roles(run, rows), rows, strict=True))
+        for role, want in wanted.items():
+            broken += _check_state(label, role, want, table.get(role))
+    for index, fields in (packets or {}).items():
+        if index >= len(run.packets):
+            broken.append(f"packet {index}: the page describes it, the trace has {len(run.packets)} packets")
+            continue
+        packet = run.packets[index]
+        for field, want in fields.items():
+            got = getattr(packet, field)
+            if got != want:
+                broken.append(f"packet {index} ({packet.flags}) {field}: the page says {want!r}, "
+                              f"the trace has {got!r}")
+    if killed_by is not None and run.killed_by != killed_by:
+        broken.append(f"the page says the process is killed by {killed_by}; it was "
+                      f"{'killed by ' + run.killed_by if run.killed_by else 'not killed'}")
+    return broken, unchecked
+
+
+def report(run: Observed, broken: list[str], unchecked: list[str]) -> None:
+    """Raise ``ClaimError`` for broken claims; announce unchecked ones on stderr."""
+    if unchecked:
+        print(f"socklab: {len(unchecked)} claim(s) of scenario {run.name!r} UNCHECKED on this machine:\n- "
+              + "\n- ".join(unchecked), file=sys.stderr)
+    if broken:
+        raise ClaimError(f"{len(broken)} claim(s) of scenario {run.name!r} broke on Linux "
+                         f"{run.kernel}:\n- " + "\n- ".join(broken))
+
+
+def _check_state(label: str, role: str, want: object, row: SocketRow | None) -> list[str]:
+    where = f"state of {role} at {label!r}"
+    if want is None:
+        return [] if row is None else [f"{where}: the page says gone, the kernel shows {row.state.ss}"]
+    fields: dict[str, Any]
+    if isinstance(want, str | State):
+        fields = {"state": want}
+    elif isinstance(want, Mapping):
+        fields = dict(want)
+    else:
+        pair: tuple = tuple(want)  # type: ignore[arg-type]
+        fields = {"state": pair[0], "recv_q": pair[1]}
+    if row is None:
+        said = State.parse(fields["state"]).ss if "state" in fields else "present"
+        return [f"{where}: the page says {said}, the socket is not in the table"]
+    problems = []
+    for field, expected in fields.items():
+        if field == "state":
+            expected_state = State.parse(expected)
+            if row.state.machine is not expected_state.machine:
+                problems.append(f"{where}: the page says {expected_state.ss}, the kernel shows {row.state.ss}")
+            continue
+        got = row.timer_kind if field == "timer" else getattr(row, field)
+        if isinstance(got, Endpoint) and isinstance(expected, str):
+            got = str(got)  # an endpoint may be claimed as printed: "127.0.0.1:4321"
+        if expected != got:
+            problems.append(f"{where}: the page says {field} {expected}, the kernel shows {got}")
+    return problems

@@ -1,0 +1,110 @@
+"""What one run observed: the records from the child, sorted into plain data.
+
+Theory of operation
+-------------------
+``Observed`` is built in the parent from the child's records (``_records``)
+and never changes afterwards; it never talks to the kernel. Everything a page
+shows is derived from it by the modules that each do one job: ``_roles``
+names sockets, ``_views`` renders tables and traces, ``_claims`` checks a
+page's claims, ``_ladder`` draws. ``Run`` (in ``_run``) is this data with
+those jobs as methods, which is what a scenario page holds.
+
+The only derived data kept here is what every job needs: the packets,
+dissected once (``_trace``), and, where the run had no private namespace, only
+the packets between the scenario's own sockets.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from . import _trace
+from ._netns import Isolation
+from ._records import Call, Calling, Exited, Frames, Named, Note, Snapshot, Started, Value
+
+
+class Observed:
+    """The records of one scenario run, as data."""
+
+    def __init__(self, name: str, records: list[object]) -> None:
+        self.name = name
+        self.records = records
+        started = next((r for r in records if isinstance(r, Started)), None)
+        #: The kernel release the scenario ran on (``uname -r``).
+        self.kernel = started.kernel if started else os.uname().release
+        #: How the run was isolated, and what it could observe.
+        self.isolation = (Isolation(started.mode, started.capture, started.reason, started.fix)
+                          if started else Isolation("none", False, "the scenario never started", ""))
+        self.started_ns = started.time_ns if started else 0
+        self.snapshots: list[Snapshot] = [r for r in records if isinstance(r, Snapshot)]
+        self.calls: list[Call] = [r for r in records if isinstance(r, Call)]
+        self.values: dict[str, Any] = {r.name: r.value for r in records if isinstance(r, Value)}
+        self.notes: list[str] = [r.text for r in records if isinstance(r, Note)]
+        self.frames: list[tuple[int, bytes]] = [f for r in records if isinstance(r, Frames) for f in r.frames]
+        self.names: list[Named] = [r for r in records if isinstance(r, Named)]
+        exited = next((r for r in records if isinstance(r, Exited)), None)
+        #: The signal that killed the scenario's process ("SIGPIPE"), or None.
+        self.killed_by: str | None = exited.signal if exited else None
+        #: What ``Run.summarize`` declared (labels only), for the site's matrix.
+        self.summary: dict | None = None
+
+    @functools.cached_property
+    def packets(self) -> list[_trace.Packet]:
+        """The scenario's TCP packets, in order (dissected on first use).
+
+        In a private namespace every packet on ``lo`` is the scenario's. Without
+        one, only the packets between the scenario's own sockets are kept.
+        """
+        packets = _trace.dissect(self.frames)
+        if not self.isolation.private:
+            own = self._own_ports()
+            packets = [p for p in packets if p.sport in own and p.dport in own]
+        return packets
+
+    def _own_ports(self) -> set[int | None]:
+        ports = {port for s in self.snapshots for row in s.rows for port in (row.local_port, row.peer_port)}
+        for c in self.calls:
+            ports |= {end.port for end in (c.socket.local, c.socket.peer) if end is not None}
+        return ports
+
+    def pcap(self) -> bytes:
+        """The capture as a pcap file (open it with Wireshark or ``tcpdump -r``)."""
+        return _trace.pcap_bytes([self.frames[p.frame] for p in self.packets])
+
+    def save_pcap(self, path: str | os.PathLike) -> str:
+        """Write the capture (``pcap``) to `path`; return the path."""
+        with open(path, "wb") as f:
+            f.write(self.pcap())
+        return os.fspath(path)
+
+    def snapshot(self, label: str) -> Snapshot:
+        """The snapshot recorded under `label`; KeyError naming the labels otherwise."""
+        for s in self.snapshots:
+            if s.label == label:
+                return s
+        known = ", ".join(repr(s.label) for s in self.snapshots) or "none"
+        raise KeyError(f"no snapshot labelled {label!r} in run {self.name!r}; snapshots: {known}")
+
+    def value(self, name: str) -> Any:
+        """A value the scenario recorded with ``lab.record(name, value)``."""
+        if name not in self.values:
+            known = ", ".join(repr(n) for n in self.values) or "none"
+            raise KeyError(f"no value named {name!r} in run {self.name!r}; values: {known}")
+        return self.values[name]
+
+    def last_step(self) -> str:
+        """A description of the last thing the scenario recorded (for errors)."""
+        for i in range(len(self.records) - 1, -1, -1):
+            record = self.records[i]
+            if isinstance(record, Calling):
+                done = any(isinstance(r, Call) and r.label == record.label for r in self.records[i:])
+                return f"{record.label} ({'returned' if done else 'had not returned'})"
+            if isinstance(record, Snapshot):
+                return f"snapshot {record.label!r}"
+            if isinstance(record, Value):
+                return f"recorded value {record.name!r}"
+            if isinstance(record, Note):
+                return f"note {record.text[:60]!r}"
+        return "nothing recorded (it died before its first step)"

@@ -1,0 +1,106 @@
+"""The views of a run: socket tables, the packet trace, call results, provenance.
+
+Theory of operation
+-------------------
+Each view is a ``_render`` model (``Table``, ``Lines``, ``Group``) built from
+the run's data, so the terminal and the page show the same cells. States are
+spelled as ``ss`` prints them, in the tables and in the notes under them (the
+vocabulary rule of ``_vocab``); sockets and callers are named by ``_roles``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from . import _roles
+from ._observed import Observed
+from ._render import Group, Lines, Table
+from ._states import SocketRow
+from ._version import __version__
+
+_COLUMNS = ["Socket", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer"]
+
+
+def states(run: Observed, *labels: str) -> Group:
+    """The socket tables (all snapshots, or those named), ss-like."""
+    chosen = [run.snapshot(label) for label in labels] if labels else run.snapshots
+    if not chosen:
+        return Group([Table(f"{run.name}: socket states", [], [], empty="(no snapshots recorded)")])
+    tables = []
+    for snap in chosen:
+        i = run.snapshots.index(snap)
+        earlier = list(run.snapshots[i - 1].rows) if i else []
+        matched = match_rows(earlier, snap.rows)
+        rows, classes = [], []
+        for name, row in zip(_roles.roles(run, snap.rows), snap.rows, strict=True):
+            prior = matched.get(id(row))
+            rows.append([name, row.state.ss, str(row.recv_q), str(row.send_q), str(row.local), str(row.peer),
+                         row.timer])
+            changed = i and (prior is None or prior.state != row.state or prior.recv_q != row.recv_q)
+            classes.append("changed" if changed else "")
+        kept = {id(r) for r in matched.values()}
+        notes = [f"gone since {run.snapshots[i - 1].label!r}: {_roles.role(run, r)} {r.local} -> {r.peer} "
+                 f"(was {r.state.ss})" for r in earlier if id(r) not in kept]
+        columns = _COLUMNS
+        if not any(r[-1] for r in rows):
+            columns, rows = columns[:-1], [r[:-1] for r in rows]
+        tables.append(Table(snap.label, columns, rows, classes, notes, empty="(no sockets: the table is empty)"))
+    return Group(tables)
+
+
+def trace(run: Observed) -> Lines:
+    """The packets, one tcpdump-style line each; RST and FIN lines emphasised."""
+    if not run.isolation.capture:
+        return Lines("packets", [], empty=f"(no capture: {run.isolation.reason}. {run.isolation.fix})")
+    packets = run.packets
+    t0 = packets[0].time_ns if packets else 0
+    classes = ["rst" if "R" in p.flags else "fin" if "F" in p.flags else "" for p in packets]
+    return Lines("packets (tcpdump -i lo, relative sequence numbers)", [p.line(t0) for p in packets],
+                 classes, empty="(no packets were sent)")
+
+
+def results(run: Observed) -> Table:
+    """The recorded calls and what each returned (a value or an errno name), and recorded values."""
+    rows, classes = [], []
+    for c in run.calls:
+        rows.append([_roles.actor(run, c) or "", c.label, c.outcome])
+        classes.append("error" if c.errno else "")
+    for name, value in run.values.items():
+        text = repr(value)
+        rows.append(["", name, text if len(text) <= 60 else text[:57] + "..."])
+        classes.append("")
+    notes = []
+    if run.killed_by:
+        notes.append(f"the scenario's process was killed by {run.killed_by} during: {run.last_step()}")
+    return Table("calls", ["by", "call", "result"], rows, classes, notes, empty="(no calls recorded)")
+
+
+def about(run: Observed, unchecked: Sequence[str] = ()) -> Table:
+    """Where this ran: kernel, isolation, capture, notes; and claims that could not be checked."""
+    notes = list(run.notes)
+    if run.isolation.reason:
+        notes.insert(0, f"WARNING: {run.isolation.reason}. Fix: {run.isolation.fix}")
+    notes += [f"UNCHECKED claim: {claim}" for claim in unchecked]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(run.started_ns / 1e9)) if run.started_ns else "?"
+    where = run.isolation.describe().split(". Missing")[0]
+    return Table(f"{run.name}: Linux {run.kernel}, {when}, socklab {__version__}; {where}",
+                 [], [], notes=notes, empty="")
+
+
+def match_rows(earlier: Sequence[SocketRow], now: Sequence[SocketRow]) -> dict[int, SocketRow]:
+    """{id(row now): the same socket's row earlier}. By inode first (a Unix socket's
+    peer column changes when its peer closes), then by addresses (a TCP socket
+    closed by its program lives on as an orphan with inode 0)."""
+    by_inode = {r.inode: r for r in earlier if r.inode}
+    by_address = {(r.local, r.peer): r for r in earlier if r.netid == "tcp"}
+    matched: dict[int, SocketRow] = {}
+    taken: set[int] = set()
+    for row in now:
+        prior = by_inode.get(row.inode) if row.inode else None
+        if prior is None and row.netid == "tcp":
+            prior = by_address.get((row.local, row.peer))
+        if prior is not None and id(prior) not in taken:
+            matched[id(row)] = prior
+            taken.add(id(prior))
+    return matched
