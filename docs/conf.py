@@ -56,6 +56,7 @@ sphinx_gallery_conf = {
         "../examples/02_close",
         "../examples/03_reset",
         "../examples/04_comments",
+        "../examples/05_original",
     ],
     "within_subsection_order": "FileNameSortKey",
     "capture_repr": ("_repr_html_", "__repr__"),
