@@ -45,11 +45,19 @@ def test_matrix_row_follows_the_kernel_when_outcomes_change():
     assert matrix_row(run)[5] == "no (no EPIPE)"
 
 
-def test_matrix_row_spells_leftover_states_as_ss_does():
-    run = run_with()
-    run.records.insert(-1, Snapshot("end", TIMES[6] + 3, (row("TIME_WAIT", *CLIENT),)))
-    run = Run("seed", run.records).summarize(closer="close")
-    assert matrix_row(run)[-1] == "client TIME-WAIT"
+def test_matrix_row_spells_states_as_ss_does():
+    run = run_with().summarize(closer="close")
+    assert matrix_row(run)[-1] == "client FIN-WAIT-2, server CLOSE-WAIT"
+
+
+def test_matrix_row_ends_at_the_first_snapshot_after_its_calls_not_at_the_runs_cleanup():
+    records = run_with().records
+    cleanup = [call("close at the end", TIMES[6] + 10, None, local=CLIENT[0], start=TIMES[6] + 9),
+               Snapshot("after cleanup", TIMES[6] + 11, (row("TIME_WAIT", *CLIENT),))]
+    run = Run("seed", records[:-1] + cleanup + records[-1:]).summarize(closer="close")
+    assert matrix_row(run)[-1] == "client FIN-WAIT-2, server CLOSE-WAIT"  # "after close", not "after cleanup"
+    assert matrix_row(run)[1] == "FIN"  # the client's RST came after that snapshot
+    assert matrix_row(run.summarize(closer="close", sends=["send #1"]))[1:2] == ["FIN, then RST"]
 
 
 def test_summarize_refuses_unknown_labels():

@@ -7,8 +7,15 @@ A scenario page says which of its recorded calls play which part
 (``run.summarize(closer=..., sends=[...], recv=...)``); every value in the
 row is then read from the run: the outcome of each call, what the closing side
 put on the wire after its call, whether a signal killed the process, the
-sockets left in the last snapshot. Nothing in a row is typed by hand, so when
-the kernel changes its mind the matrix changes with it.
+sockets in the table. Nothing in a row is typed by hand, so when the kernel
+changes its mind the matrix changes with it.
+
+A row describes those calls and nothing after them: what a scenario does to
+clean up at its end (closing both sides) must not be read as an effect of the
+call the row is about. So the row ends at the first snapshot after the last of
+its calls: the wire is read up to that moment, and the sockets are that
+snapshot's. When no snapshot follows the last call, nothing after it can be
+cleanup: the row ends with the run, and the sockets are the last snapshot's.
 
 The errno table needs no declaration at all: it lists every recorded call that
 failed, with the state its socket was in at the last snapshot before the call.
@@ -19,19 +26,33 @@ States are spelled as ``ss`` prints them: these are tables (see
 
 from __future__ import annotations
 
-from socklab import Call, Run, State
+from socklab import Call, Run, Snapshot, State
 
 MATRIX_COLUMNS = ["closing side called", "then on the wire", "peer's 1st send()", "peer's 2nd send()",
-                  "peer's recv()", "SIGPIPE", "sockets left at the end"]
+                  "peer's recv()", "SIGPIPE", "sockets after these calls"]
 
 
-def wire_after(run: Run, call: Call) -> str:
-    """What the caller's side sent once `call` started: FIN, RST, both, or nothing."""
+def end_of_row(run: Run) -> tuple[Snapshot | None, int | None]:
+    """(the snapshot whose sockets the row lists, the time the row's wire ends or None):
+    the first snapshot after the last call the row is about, else the run's last (see the module doc)."""
+    parts = run.summary or {}
+    keys = [parts.get("closer"), *parts.get("sends", []), parts.get("recv")]
+    last = max(run.call(key).time_ns for key in keys if key)
+    after = next((s for s in run.snapshots if s.time_ns >= last), None)
+    if after is not None:
+        return after, after.time_ns
+    return (run.snapshots[-1] if run.snapshots else None), None
+
+
+def wire_after(run: Run, call: Call, until_ns: int | None = None) -> str:
+    """What the caller's side sent once `call` started (and before `until_ns`): FIN, RST, both, or nothing."""
     if not run.isolation.capture:
         return "(not captured)"
     if call.socket.local is None:
         return "no wire (not a TCP socket)"
-    sent = [p.flags for p in run.packets if p.source == call.socket.local and p.time_ns >= call.start_ns]
+    end = until_ns if until_ns is not None else float("inf")
+    sent = [p.flags for p in run.packets
+            if p.source == call.socket.local and call.start_ns <= p.time_ns <= end]
     kinds = []
     for flags in sent:
         kind = "RST" if "R" in flags else "FIN" if "F" in flags else None
@@ -57,14 +78,14 @@ def matrix_row(run: Run) -> list[str]:
         sigpipe = "with EPIPE, unless MSG_NOSIGNAL or ignored"
     else:
         sigpipe = "no (no EPIPE)"
-    last = run.snapshots[-1] if run.snapshots else None
+    end, until = end_of_row(run)
     left = "–"
-    if last is not None:
-        rows = sorted((r for r in last.rows if r.state is not State.LISTEN),
+    if end is not None:
+        rows = sorted((r for r in end.rows if r.state is not State.LISTEN),
                       key=lambda r: (run.role(r), r.local.sort_key()))
         left = ", ".join(f"{run.role(r)} {r.state.ss}" for r in rows) or "none"
-    return [closer.label, wire_after(run, closer), _outcome(run, sends[0]), _outcome(run, sends[1]),
-            _outcome(run, parts.get("recv")), sigpipe, left]
+    return [closer.label, wire_after(run, closer, until), _outcome(run, sends[0]),
+            _outcome(run, sends[1]), _outcome(run, parts.get("recv")), sigpipe, left]
 
 
 def errno_rows(run: Run) -> list[list[str]]:

@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 import subprocess
+import tempfile
 
 import matplotlib.pyplot as plt
 
@@ -70,9 +71,63 @@ assert [c.label for c in reset.calls] == ["send #1"]
 assert type(OSError(errno.EPIPE, "")) is BrokenPipeError
 assert type(OSError(errno.ECONNRESET, "")) is ConnectionResetError
 assert issubclass(BrokenPipeError, ConnectionError) and issubclass(ConnectionResetError, ConnectionError)
-# a child started by Python has SIGPIPE back at its default action
-status = subprocess.run(["grep", "SigIgn", "/proc/self/status"], capture_output=True, text=True)
-assert not int(status.stdout.split()[1], 16) & (1 << (signal.SIGPIPE - 1)), status.stdout
+
+# Which programs that Python starts inherit its ignored SIGPIPE: each reads its own
+# /proc/self/status ("SigIgn", a mask with bit SIGPIPE - 1 set when it is ignored).
+GREP = ["/bin/grep", "SigIgn", "/proc/self/status"]
+
+
+def ignored(status: str) -> bool:
+    return bool(int(status.split()[1], 16) & (1 << (signal.SIGPIPE - 1)))
+
+
+def by_posix_spawn() -> str:
+    r, w = os.pipe()
+    pid = os.posix_spawn(GREP[0], GREP, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, w, 1)])
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def by_fork_and_exec() -> str:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(w, 1)
+            os.execv(GREP[0], GREP)
+        finally:
+            os._exit(127)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def by_os_system() -> str:
+    with tempfile.NamedTemporaryFile("r") as out:
+        os.system(f"{' '.join(GREP)} > {out.name}")
+        return out.read()
+
+
+INHERITED = {
+    "subprocess.run (restore_signals=True, the default)": (
+        lambda: subprocess.run(GREP, capture_output=True, text=True).stdout, False),
+    "subprocess.run(restore_signals=False)": (
+        lambda: subprocess.run(GREP, capture_output=True, text=True, restore_signals=False).stdout, True),
+    "os.system": (by_os_system, True),
+    "os.posix_spawn": (by_posix_spawn, True),
+    "os.fork and os.execv": (by_fork_and_exec, True),
+}
+assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # Python's own start-up disposition
+for how, (start, says_ignored) in INHERITED.items():
+    status = start()
+    assert ignored(status) is says_ignored, (
+        f"the page says a program started by {how} has SIGPIPE {'ignored' if says_ignored else 'at its default'}; "
+        f"its {status.strip()!r} says otherwise")
 nosignal.ladder()
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ socklab.show(run.trace())
 # The ladder diagram of this run: time flows down, one arrow per packet, the
 # snapshots' states in boxes. Look at the bottom: after "end of test" the
 # only packets are the blue ``FIN-ACK`` from the server and the client's
-# ``ACK``, and the client's lifeline ends in ``TIME_WAIT``, the server's in
+# ``ACK``, and the client's lifeline ends in ``TIME-WAIT``, the server's in
 # ``CLOSED``. Nothing red: no reset.
 socklab.show(run.ladder())
 
@@ -126,7 +126,9 @@ socklab.show(run.ladder())
 # ACK of it, and the server's ``LAST-ACK``, from the server's FIN until the
 # client's ACK, the last two packets. The client's path stops in
 # ``TIME-WAIT``, which it leaves 60 seconds later (the ``Timer`` column),
-# after the run. The runs further down, with the client closed first, leave
+# after the run: Linux holds every TIME-WAIT for a fixed 60 s
+# (``TCP_TIMEWAIT_LEN`` in ``include/net/tcp.h``), not for RFC 9293's 2 MSL,
+# which with its MSL of 2 minutes would be 4 minutes. The runs further down, with the client closed first, leave
 # the figure instead: a reset ends both sockets from ``FIN-WAIT-2`` and
 # ``CLOSE-WAIT``. The ``run.expect`` in this cell checks those states, and
 # the two FINs and their ACKs, against the run.
@@ -141,6 +143,9 @@ run.expect(
     packets={3: {"flags": "F.", "dport": PORT}, 4: {"flags": ".", "sport": PORT, "ack": 2},  # FIN-WAIT-1
              7: {"flags": "F.", "sport": PORT}, 8: {"flags": ".", "dport": PORT, "ack": 3}},  # LAST-ACK
 )
+time_wait = run.states_at("after exit")["client"]
+assert time_wait.timer_kind == "timewait" and 55_000 <= (time_wait.timer_ms or 0) <= 60_000, (
+    f"the page says TIME-WAIT lasts 60 s; the timer shows {time_wait.timer}")
 socklab.show(socklab.draw_state_diagram(highlight={
     "client": socklab.state_path(CLIENT_PATH),
     "server": socklab.state_path(SERVER_PATH),

@@ -50,6 +50,7 @@ class SocketRow:
     peer: Endpoint
     timer: str = ""  #: like ss -o: "timewait,59sec,0" ("" when none)
     inode: int = 0
+    timer_ms: int | None = None  #: milliseconds left on the timer (None when there is no timer)
 
     @property
     def local_port(self) -> int | None:
@@ -98,7 +99,8 @@ def parse_inet_diag_msg(payload: bytes) -> SocketRow:
     local = endpoint(family, src, sport)
     listening = state == State.LISTEN.value  # ss prints the wildcard peer
     peer = endpoint(family, bytes(16), None) if listening else endpoint(family, dst, dport)
-    return SocketRow("tcp", State(state), rqueue, wqueue, local, peer, format_timer(timer, expires, retrans), inode)
+    return SocketRow("tcp", State(state), rqueue, wqueue, local, peer, format_timer(timer, expires, retrans), inode,
+                     expires if timer else None)
 
 
 # struct unix_diag_msg: family, type, state, pad, ino, cookie[2]
@@ -191,6 +193,7 @@ def parse_proc_net_tcp(text: str, family: int = socket.AF_INET) -> list[SocketRo
             "tcp", State(state), rx, tx, _proc_address(local, family), peer_end,
             format_timer(int(timer_kind, 16), int(expires, 16) * 10),  # jiffies at HZ=100 approx
             int(fields[9]),
+            int(expires, 16) * 10 if int(timer_kind, 16) else None,
         ))
     return rows
 
