@@ -282,3 +282,17 @@ def test_wait_state_on_a_socket_never_seen_open_says_what_to_do():
 
     with pytest.raises(socklab.ScenarioError, match="closed before socklab saw its addresses"):
         socklab.run(closes)
+
+
+def test_wait_packet_can_wait_for_a_shut_window():
+    def fills(lab):
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        listener.bind(("127.0.0.1", 4321))
+        listener.listen(1)
+        client = socket.create_connection(("127.0.0.1", 4321))
+        server, _ = listener.accept()
+        lab.wait_packet(".", sport=4321, win=0, timeout=0.05)  # nothing sent yet: the window is open
+
+    with pytest.raises(socklab.ScenarioError, match=r"no \[\.\] packet \(sport=4321, win=0\) within 0.05s"):
+        socklab.run(fills)

@@ -67,3 +67,17 @@ def test_summarize_refuses_unknown_labels():
 
 def test_errno_rows_give_the_socket_state_before_the_failed_call():
     assert errno_rows(run_with()) == [["send #2", "server", "not in the table (reset)", "EPIPE"]]
+
+
+def test_a_row_whose_scenario_goes_on_before_a_snapshot_lists_no_sockets_and_cuts_the_wire_there():
+    records = run_with().records
+    # the server closes before the run's next snapshot: that table shows the cleanup, not the row
+    cleanup = [call("close()", TIMES[3] + 7, None, local=SERVER[0], start=TIMES[3] + 6)]
+    run = Run("seed", records[:3] + cleanup + records[3:]).summarize(closer="close")
+    assert matrix_row(run)[-1] == "–"
+    assert matrix_row(run)[1] == "FIN"
+
+
+def test_the_sigpipe_column_is_about_the_rows_calls():
+    run = run_with().summarize(closer="close", sends=["send #1"])
+    assert matrix_row(run)[5] == "no (no EPIPE)"  # send #2 failed with EPIPE, but it is not in the row

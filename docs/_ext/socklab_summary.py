@@ -12,10 +12,13 @@ changes its mind the matrix changes with it.
 
 A row describes those calls and nothing after them: what a scenario does to
 clean up at its end (closing both sides) must not be read as an effect of the
-call the row is about. So the row ends at the first snapshot after the last of
-its calls: the wire is read up to that moment, and the sockets are that
-snapshot's. When no snapshot follows the last call, nothing after it can be
-cleanup: the row ends with the run, and the sockets are the last snapshot's.
+call the row is about. So the row ends when the run does something else: at
+the first other call after the row's last call, or at the first snapshot after
+that call, whichever comes first. The wire is read up to that moment; the
+sockets are that snapshot's if it came before any other call, else "–" (not
+snapshotted before the scenario went on). When nothing follows the row's last
+call, the row ends with the run and the sockets are the last snapshot's. The
+SIGPIPE column is about the row's calls too.
 
 The errno table needs no declaration at all: it lists every recorded call that
 failed, with the state its socket was in at the last snapshot before the call.
@@ -32,15 +35,23 @@ MATRIX_COLUMNS = ["closing side called", "then on the wire", "peer's 1st send()"
                   "peer's recv()", "SIGPIPE", "sockets after these calls"]
 
 
-def end_of_row(run: Run) -> tuple[Snapshot | None, int | None]:
-    """(the snapshot whose sockets the row lists, the time the row's wire ends or None):
-    the first snapshot after the last call the row is about, else the run's last (see the module doc)."""
+def row_calls(run: Run) -> list[Call]:
+    """The calls a row is about: the closer, the sends, the receive."""
     parts = run.summary or {}
-    keys = [parts.get("closer"), *parts.get("sends", []), parts.get("recv")]
-    last = max(run.call(key).time_ns for key in keys if key)
-    after = next((s for s in run.snapshots if s.time_ns >= last), None)
-    if after is not None:
-        return after, after.time_ns
+    return [run.call(key) for key in (parts.get("closer"), *parts.get("sends", []), parts.get("recv")) if key]
+
+
+def end_of_row(run: Run) -> tuple[Snapshot | None, int | None]:
+    """(the snapshot whose sockets the row lists or None, the time the row's wire ends or None
+    for the end of the run): see the module doc."""
+    mine = row_calls(run)
+    last = max(c.time_ns for c in mine)
+    snapshot = next((s for s in run.snapshots if s.time_ns >= last), None)
+    other = next((c for c in run.calls if c.start_ns >= last and all(c is not m for m in mine)), None)
+    if other is not None and (snapshot is None or other.start_ns < snapshot.time_ns):
+        return None, other.start_ns
+    if snapshot is not None:
+        return snapshot, snapshot.time_ns
     return (run.snapshots[-1] if run.snapshots else None), None
 
 
@@ -74,7 +85,7 @@ def matrix_row(run: Run) -> list[str]:
     sends = list(parts.get("sends", [])) + [None, None]
     if run.killed_by:
         sigpipe = f"killed by {run.killed_by}"
-    elif any(c.errno == "EPIPE" for c in run.calls):
+    elif any(c.errno == "EPIPE" for c in row_calls(run)):
         sigpipe = "with EPIPE, unless MSG_NOSIGNAL or ignored"
     else:
         sigpipe = "no (no EPIPE)"

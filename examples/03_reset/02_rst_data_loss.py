@@ -5,8 +5,9 @@ What an RST throws away
 The seed warns: "If the other end has unread data in the socket buffer when
 the RESET arrives, that data will be purged". On this kernel it is not: the
 receiver still reads every byte queued before the RST, then gets
-``ECONNRESET``, then ``b''``. The bytes that are lost are the closer's own:
-what it had received but not read, and what it had written but not sent.
+``ECONNRESET``, then ``b''``. What is lost is everything else either kernel
+still held: the closer's bytes received but not read and written but not
+sent, and the receiver's own bytes written but not yet sent.
 """
 
 # %%
@@ -16,6 +17,7 @@ what it had received but not read, and what it had written but not sent.
 # acknowledges it, but the server program has not read it yet. Then the
 # client closes with ``SO_LINGER {1, 0}``, which sends an RST. Only after
 # the RST has arrived does the server call ``recv()``.
+import contextlib
 import socket
 import struct
 
@@ -34,6 +36,18 @@ def connected_pair():
     client = socket.create_connection(("127.0.0.1", PORT))
     server, _ = listener.accept()
     return listener, client, server
+
+
+def fill(lab, sender, receiver_port):
+    """Write from `sender` until its kernel takes no more, then wait for the receiving
+    kernel to shut its window (``win 0``): from then on, what is still in the sender's
+    ``Send-Q`` stays there, with no timer involved."""
+    sender.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sender.send(b"x" * 1000)
+    sender.setblocking(True)
+    lab.wait_packet(".", sport=receiver_port, win=0)
 
 
 def unread_at_receiver(lab):
@@ -174,52 +188,111 @@ socklab.show(run_closer.ladder())
 # %%
 # Unsent data at the closing end
 # ------------------------------
-# The third place bytes can wait: the closer's send queue. ``TCP_CORK``
-# holds the client's 5 bytes back (on a real network, a peer's full
-# receive window can keep bytes there too), then the client closes with
+# The third place bytes can wait: the closer's send queue. The server reads
+# nothing and its receive buffer is small (``SO_RCVBUF`` 4096), so the client
+# can write more than the server's kernel will take: once the server's
+# kernel advertises a window of 0, the rest stays in the client's
+# ``Send-Q``, written but not sent. Then the client closes with
 # ``SO_LINGER {1, 0}``.
 
 
+def small_buffers_pair():
+    """The seed's set-up with 4096-byte buffers, so that a few packets fill them."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the accepted socket inherits it
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(1)
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.connect(("127.0.0.1", PORT))
+    server, _ = listener.accept()
+    return listener, client, server
+
+
+def read_to_the_end(lab, sock):
+    """recv() until end of file or an error; record how many bytes came first."""
+    got = 0
+    while data := lab.call(sock.recv, 1 << 16, label="recv"):
+        got += len(data)
+    lab.record("bytes read before the reset", got)
+
+
 def unsent_at_closer(lab):
-    listener, client, server = connected_pair()
-    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-    lab.call(client.send, b"hello", label="send")
+    listener, client, server = small_buffers_pair()
+    fill(lab, client, PORT)
     lab.snapshot("before the reset")
 
     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
-    lab.call(client.close, label="close(), linger 0, 5 bytes unsent")
+    lab.call(client.close, label="close(), linger 0, bytes unsent")
     lab.wait_packet("R.", dport=PORT)
-    lab.wait_state(client, None)
     lab.wait_state(server, None)  # the server's kernel took the reset in
     lab.snapshot("after the reset")
-
-    lab.call(server.recv, 100, label="recv #1")
-    lab.call(server.recv, 100, label="recv #2")
+    read_to_the_end(lab, server)
 
 
 run_unsent = socklab.run(unsent_at_closer)
+unsent_before = run_unsent.states_at("before the reset")
+carried = sum(p.length for p in run_unsent.packets if p.sport != PORT)
 
 # %%
-# ``send()`` accepted 5 bytes, and they are the client's ``Send-Q``:
-# written, not sent. After the reset both connections are gone, and the 5
-# bytes with the client's.
+# Before the reset: the server's ``Recv-Q`` holds what reached it, the
+# client's ``Send-Q`` what never left. After it both connections are gone.
 socklab.show(run_unsent.states())
 
 # %%
-# The server never sees them: its first ``recv()`` gets ``ECONNRESET``, the
-# next ``b''``.
+# The server still reads every byte that reached it, then gets
+# ``ECONNRESET``. The client's unsent bytes are gone: no packet ever carried
+# them.
 socklab.show(run_unsent.results())
+print(f"the client's packets carried {carried} bytes, the server had {unsent_before['server'].recv_q} "
+      f"unread, and read {run_unsent.value('bytes read before the reset')}; "
+      f"{unsent_before['client'].send_q} bytes were still in the client's Send-Q")
 
 # %%
-# No data packet: the handshake, then the ``[R.]`` at ``seq 1``, where the
-# 5 bytes would have started. The close discarded them.
+# The trace: the data packets, the server's ``[.]`` with ``win 0`` (its
+# buffer is full), and the client's ``[R.]``, whose ``seq`` is right after the
+# last byte that left: nothing after it was ever sent.
 socklab.show(run_unsent.trace())
 
 # %%
-# In the ladder, ``send = 5`` on the client's lifeline is followed by no
-# ``PSH-ACK`` arrow at all: the next arrow, and the last, is the red
-# ``RST-ACK``. The 5 bytes never left the client.
-socklab.show(run_unsent.ladder())
+# Unsent data at the receiving end
+# --------------------------------
+# The RST also throws away what the *receiver* of the reset had queued to
+# send. The same small buffers, the other way round: the server writes until
+# the client's window is shut, then the client, which has read nothing,
+# closes with ``SO_LINGER {1, 0}``.
+
+
+def unsent_at_receiver(lab):
+    listener, client, server = small_buffers_pair()
+    fill(lab, server, 50000)
+    lab.snapshot("before the reset")
+
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+    lab.call(client.close, label="close(), linger 0, bytes unread")
+    lab.wait_packet("R.", dport=PORT)
+    lab.wait_state(server, None)  # the server's kernel took the reset in
+    lab.snapshot("after the reset")
+    lab.call(server.send, b"more", socket.MSG_NOSIGNAL, label="send")
+
+
+run_receiver = socklab.run(unsent_at_receiver)
+receiver_before = run_receiver.states_at("before the reset")
+
+# %%
+# Before the reset the server's ``Send-Q`` holds bytes its kernel could not
+# send (the client's window was shut), and the client's ``Recv-Q`` what did
+# arrive. The reset ends both: the server's queued bytes go with its socket,
+# without being sent, and its next ``send()`` reports the reset.
+socklab.show(run_receiver.states(), run_receiver.results())
+
+# %%
+# On the wire: the server's data up to the client's ``win 0``, then the
+# client's ``[R.]``, and nothing from the server after it.
+socklab.show(run_receiver.trace())
 
 # %%
 # What this page claims
@@ -248,23 +321,42 @@ run_closer.expect(
     },
     packets={5: {"flags": "R.", "seq": 1, "ack": 6}},
 )
+
+def only_one_side_sends_data(run, sender):
+    """The handshake, data from `sender` alone (each ACKed whenever the kernel chose), the reset last."""
+    flow = run.flow()
+    data = [p for p in run.packets[3:-1] if p.length]
+    assert flow[:3] == HANDSHAKE and flow[-1] == "client [R.]" and data, flow
+    assert all(f"{sender} [P.]" == f for f, p in zip(flow[3:-1], run.packets[3:-1], strict=True) if p.length), flow
+
+
+only_one_side_sends_data(run_unsent, "client")
+only_one_side_sends_data(run_receiver, "server")
 run_unsent.expect(
-    calls={"client: send": 5, "server: recv #1": "ECONNRESET", "server: recv #2": b""},
-    flow=HANDSHAKE + ["client [R.]"],
     states={
-        "before the reset": {"client": {"state": "ESTAB", "recv_q": 0, "send_q": 5},
-                             "server": ("ESTAB", 0)},
+        "before the reset": {"client": {"state": "ESTAB", "recv_q": 0}, "server": {"state": "ESTAB"}},
         "after the reset": GONE,
     },
-    packets={3: {"flags": "R.", "seq": 1, "ack": 1}},
+    values={"bytes read before the reset": unsent_before["server"].recv_q},
 )
+assert unsent_before["client"].send_q > 0 and unsent_before["server"].recv_q == carried, (
+    "the page says the client still held unsent bytes and the server had received all that was carried")
+assert run_unsent.packets[-1].seq == 1 + carried and run_unsent.packets[-2].win == 0, (
+    "the page says the reset follows the last byte sent, after the server's zero window")
+assert run_unsent.calls[-1].errno == "ECONNRESET", "the page says the server's last recv() reports the reset"
+run_receiver.expect(
+    calls={"server: send": "ECONNRESET"},
+    states={"before the reset": {"client": {"state": "ESTAB"}, "server": {"state": "ESTAB", "recv_q": 0}},
+            "after the reset": GONE},
+)
+assert receiver_before["server"].send_q > 0, "the page says the server had bytes queued to send"
+assert receiver_before["client"].recv_q == sum(p.length for p in run_receiver.packets if p.sport == PORT)
 # For the site's "what happens when" matrix: the reset, then the server's
 # first recv(). (Not the second run: there the server's recv() came before its
 # send(), an order the matrix's columns cannot show.)
 run.summarize(closer="client: close(), linger 0, 5 bytes unread by server",
               recv="server: recv #1")
-run_unsent.summarize(closer="client: close(), linger 0, 5 bytes unsent",
-                     recv="server: recv #1")
+run_unsent.summarize(closer="client: close(), linger 0, bytes unsent")
 socklab.show(run.about())
 
 # %%

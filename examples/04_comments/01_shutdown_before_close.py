@@ -200,6 +200,7 @@ def shutdown_write_read_then_close(lab):
     lab.call(server.recv, 100, label="recv")
     lab.call(server.send, b"bye", socket.MSG_NOSIGNAL, label="send")
     lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs the 3 bytes
+    lab.snapshot("after send on server")
     lab.call(server.close, label="close()")
     lab.wait_packet(".", dport=PORT, after=2)  # ... and the server's FIN
 

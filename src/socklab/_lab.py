@@ -227,10 +227,11 @@ class Lab:
                 f"(it is {now.rfc if now else 'gone'})")
 
     def wait_packet(self, flags: str, *, sport: int | None = None, dport: int | None = None,
-                    after: int = 0, timeout: float = 2.0) -> None:
+                    win: int | None = None, after: int = 0, timeout: float = 2.0) -> None:
         """Wait until a TCP packet with exactly these tcpdump flags (``"R"``, ``"F."``) is captured.
 
-        `sport`/`dport` narrow it to a direction; `after` skips that many earlier
+        `sport`/`dport` narrow it to a direction, `win` to an advertised window (``win=0``:
+        the receiver's buffer is full); `after` skips that many earlier
         matches (wait for the second ``[.]``, say). Without capture this raises.
         The packet is captured as it leaves its sender: to show its effect on the
         receiver's state, follow with ``wait_state``.
@@ -248,13 +249,16 @@ class Lab:
                 return False
             if (sport and packet.sport != sport) or (dport and packet.dport != dport):
                 return False
+            if win is not None and packet.win != win:
+                return False
             count += 1
             return count > after
 
         try:
             self._capture.wait(matches, timeout)
         except TimeoutError:
-            raise TimeoutError(f"no [{flags}] packet (sport={sport}, dport={dport}) within {timeout}s") from None
+            which = ", ".join(f"{k}={v}" for k, v in (("sport", sport), ("dport", dport), ("win", win)) if v is not None)
+            raise TimeoutError(f"no [{flags}] packet ({which or 'any'}) within {timeout}s") from None
 
     def wait_poll(self, sock: socket.socket, events: int, timeout: float = 2.0,
                   label: str | None = None, by: str | None = None) -> int:
