@@ -364,7 +364,7 @@ socklab.show(run.about())
 #
 #    ``socket(7)`` (``SO_LINGER``; it does not describe the zero timeout), ``recv(2)``
 #    (``ECONNRESET``; a return value of 0), ``send(2)`` (``EPIPE``, ``MSG_NOSIGNAL``),
-#    ``tcp(7)`` (``TCP_CORK``); RFC 9293 section 3.10.5 (ABORT: the queued SENDs and
+#    ``socket(7)`` (``SO_RCVBUF``, ``SO_SNDBUF``); RFC 9293 section 3.10.5 (ABORT: the queued SENDs and
 #    RECEIVEs get "connection reset", segments queued for transmission are flushed) and
 #    section 3.10.7.4 (an RST arriving in ``ESTABLISHED``: "All segment queues should be
 #    flushed").
