@@ -56,7 +56,7 @@ def test_tables_list_every_summarized_run_and_every_failed_call(scraper, tmp_pat
     socklab_gallery.write_tables(SimpleNamespace(srcdir=str(tmp_path)))
     matrix = (tmp_path / "_generated" / "matrix.md").read_text()
     errnos = (tmp_path / "_generated" / "errno.md").read_text()
-    assert "| {doc}`/auto_examples/02_close/01_close_then_send` | close | FIN, then RST | 1 | EPIPE |" in matrix
+    assert "| {doc}`/auto_examples/02_close/01_close_then_send` | client: close | FIN, then RST | 1 | EPIPE |" in matrix
     assert "| send #2 | server | not in the table (reset) | EPIPE |" in errnos
 
 

@@ -290,9 +290,28 @@ def test_wait_packet_can_wait_for_a_shut_window():
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         listener.bind(("127.0.0.1", 4321))
         listener.listen(1)
-        client = socket.create_connection(("127.0.0.1", 4321))
-        server, _ = listener.accept()
+        connected = socket.create_connection(("127.0.0.1", 4321)), listener.accept()
+        assert connected
         lab.wait_packet(".", sport=4321, win=0, timeout=0.05)  # nothing sent yet: the window is open
 
     with pytest.raises(socklab.ScenarioError, match=r"no \[\.\] packet \(sport=4321, win=0\) within 0.05s"):
         socklab.run(fills)
+
+
+def test_a_calls_value_too_large_to_keep_is_shown_and_not_claimed():
+    def big(lab):
+        lab.call(lambda: b"x" * (1 << 20), label="a megabyte")
+
+    run = socklab.run(big)
+    call = run.call("a megabyte")
+    assert not call.kept and call.value is None and call.returned.startswith("b'xxx")
+    with pytest.raises(socklab.ClaimError, match="too large to keep"):
+        run.expect(calls={"a megabyte": b"x" * (1 << 20)})
+
+
+def test_recording_a_value_that_cannot_cross_the_pipe_says_what_to_do():
+    def unpicklable(lab):
+        lab.record("a socket", socket.socket())
+
+    with pytest.raises(socklab.ScenarioError, match=r"must pickle to at most \d+ bytes \(record a summary"):
+        socklab.run(unpicklable)

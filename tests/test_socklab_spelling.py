@@ -23,7 +23,7 @@ def test_a_table_that_mixes_ss_and_kernel_spellings_is_named():
     page = ('<div class="socklab"><table><tr><td>pair[1] ESTABLISHED</td><td>client TIME-WAIT</td></tr></table>'
             '</div>')
     assert socklab_spelling.problems_in(page) == [
-        "table 'pair[1] ESTABLISHED | client TIME-WAIT'...: ESTABLISHED (not ss's spelling)"]
+        "table 'pair[1] ESTABLISHED client TIME-WAIT'...: ESTABLISHED (not ss's spelling)"]
 
 
 def test_a_note_under_a_table_follows_the_tables_spelling():
@@ -36,10 +36,11 @@ def test_a_pictures_words_follow_rfc_9293():
         "alt text 'client is FIN_WAIT2 and server is CLOSE-WAIT'...: FIN_WAIT2 (not RFC 9293's spelling)"]
 
 
-def test_prose_and_hand_written_tables_are_not_units():
-    page = ("<p>FIN_WAIT2 is FIN-WAIT-2 in ss</p><table><tr><td>ESTAB</td><td>ESTABLISHED</td></tr></table>"
+def test_a_hand_written_table_is_prose_and_a_generated_one_follows_ss():
+    page = ("<table><tr><td>ESTAB</td><td>ESTABLISHED</td></tr></table>"
             '<div class="sl-generated"><table><tr><td>client ESTAB</td></tr></table></div>')
-    assert socklab_spelling.problems_in(page) == []
+    assert socklab_spelling.problems_in(page) == [
+        "prose 'ESTAB ESTABLISHED'...: ESTAB / ESTABLISHED (one state spelled two ways)"]
 
 
 @pytest.mark.parametrize("view", ["states", "results", "about"])
@@ -61,3 +62,18 @@ def test_a_whole_site_is_walked_page_by_page(tmp_path):
     (tmp_path / "sub" / "b.html").write_text('<img alt="client is ESTABLISHED">')
     assert socklab_spelling.check_site(tmp_path) == [
         "a.html: alt text 'client is ESTAB'...: ESTAB (not RFC 9293's spelling)"]
+
+
+def test_a_paragraph_may_not_spell_one_state_two_ways():
+    page = "<p>the client in <code>FIN-WAIT-2</code>; <code>wait_state(client, 'FIN_WAIT2')</code></p>"
+    assert socklab_spelling.problems_in(page) == [
+        "prose \"the client in FIN-WAIT-2 ; wait_state(client, 'FIN_WAIT2')\"...: FIN-WAIT-2 / FIN_WAIT2 "
+        "(one state spelled two ways)"]
+
+
+def test_a_paragraph_may_use_any_one_spelling_per_state_and_code_listings_are_code():
+    page = ("<p>ESTAB, then FIN-WAIT-2 and CLOSE_WAIT; the RFC's CLOSE call closes it (CLOSED)</p>"
+            '<div class="highlight"><pre>FIN_WAIT2 FIN-WAIT-2</pre></div>'
+            '<div class="sl-spellings"><table><tr><td>ESTAB</td><td>ESTABLISHED</td></tr></table></div>'
+            '<dl class="py class"><dd><p>FIN_WAIT2 is FIN-WAIT-2</p></dd></dl>')
+    assert socklab_spelling.problems_in(page) == []

@@ -35,7 +35,7 @@ def run_with(second_send_errno="EPIPE"):
 def test_matrix_row_reads_outcomes_wire_and_leftovers_from_the_run():
     run = run_with().summarize(closer="close", sends=["send #1", "send #2"])
     assert dissect(SEED)  # the frames are real TCP
-    assert matrix_row(run) == ["close", "FIN, then RST", "1", "EPIPE", "–",
+    assert matrix_row(run) == ["client: close", "FIN, then RST", "1", "EPIPE", "–",
                                "with EPIPE, unless MSG_NOSIGNAL or ignored", "none"]
 
 

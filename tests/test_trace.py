@@ -73,3 +73,25 @@ def test_pcap_is_readable_by_capture_tools(tmp_path, tool):
     out = subprocess.run([tool, "-n", "-r", str(path)], capture_output=True, text=True, check=True).stdout
     assert len(out.strip().splitlines()) == len(SEED)
     assert "4321" in out
+
+
+def test_ipv6_segments_are_dissected_like_ipv4_ones():
+    from scapy.layers.inet6 import IPv6
+    data = bytes(Ether() / IPv6(src="::1", dst="::1") / TCP(sport=50000, dport=4321, flags="S", seq=7,
+                                                             options=[("MSS", 65476), ("SAckOK", b"")]))
+    packet = _trace.parse(data, T0)
+    assert (packet.ip, str(packet.source), packet.dport, packet.flags, packet.options) == (
+        "IP6", "[::1]:50000", 4321, "S", "mss 65476,sackOK,eol")  # scapy pads the options with an EOL
+    assert packet.line(T0) == " 0.000000 IP6 ::1.50000 > ::1.4321: Flags [S], seq 7, win 8192, " \
+        "options [mss 65476,sackOK,eol], length 0"
+
+
+def test_malformed_headers_are_not_packets_and_bad_options_are_marked():
+    good = bytearray(SEED[0][1])
+    short_ip = bytearray(good)
+    short_ip[14] = 0x44  # IHL 4: shorter than an IPv4 header
+    assert _trace.parse(bytes(short_ip)) is None
+    short_tcp = bytearray(good)
+    short_tcp[14 + 20 + 12] = 0x40  # data offset 4: shorter than a TCP header
+    assert _trace.parse(bytes(short_tcp)) is None
+    assert _trace.option_text(bytes([2, 4, 0xFF, 0xD7, 8, 40, 0])) == "mss 65495,[bad opt]"  # runs past the end

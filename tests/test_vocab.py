@@ -68,3 +68,10 @@ def test_endpoints_come_from_socket_addresses_and_sockets():
     a, b = socket.socketpair()
     with a, b:
         assert Endpoint.of_socket(a) is None  # a Unix socket's ends come from sock_diag, by inode
+
+
+def test_an_ipv4_mapped_address_reads_the_same_from_text_and_from_a_socket():
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::ffff:127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert Endpoint.parse(f"[::ffff:127.0.0.1]:{port}") == Endpoint.of_socket(s)

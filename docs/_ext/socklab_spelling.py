@@ -12,7 +12,12 @@ written (``build-finished``), every page is read back and cut into units:
   generated site-wide table (``div.sl-generated``): every state word in it must
   be an ``ss`` spelling;
 * each image's alt text (the words of a ladder or state diagram): every state
-  word must be an RFC 9293 spelling.
+  word must be an RFC 9293 spelling;
+* everywhere else (every paragraph, list item, table, caption and definition
+  of the site's prose, code literals included; code listings, the API
+  reference and the legend of spellings, ``div.sl-spellings``, excepted): no
+  state may be spelled two ways, since the same unit then names one state
+  twice.
 
 A state word is any spelling of any state, matched as a whole word, upper
 case. The build fails naming the page, the unit and the words.
@@ -29,7 +34,9 @@ from socklab import State
 SPELLINGS = {
     "ss": {s.ss for s in State},
     "rfc": {s.rfc for s in State},
-    "kernel": {s.name for s in State} | {s.kernel for s in State},
+    # Bare "CLOSE" is left out: in prose it is RFC 9293's CLOSE call far more often than
+    # the kernel's name for the closed state (which is then written TCP_CLOSE).
+    "kernel": {s.name for s in State if s is not State.CLOSE} | {s.kernel for s in State},
 }
 _ALL = sorted(set().union(*SPELLINGS.values()), key=len, reverse=True)
 _WORD = re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in _ALL) + r")(?![\w-])")
@@ -40,44 +47,69 @@ def state_words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+def spelled_two_ways(text: str) -> list[str]:
+    """The states that `text` names in more than one spelling, each as "A / B"."""
+    seen: dict[State, list[str]] = {}
+    for word in state_words(text):
+        state = State.parse(word).machine
+        if word not in seen.setdefault(state, []):
+            seen[state].append(word)
+    return [" / ".join(words) for words in seen.values() if len(words) > 1]
+
+
 def misspelled(text: str, system: str) -> list[str]:
     """The state words of `text` that are not `system`'s spelling ("ss" or "rfc")."""
     return [w for w in state_words(text) if w not in SPELLINGS[system]]
 
 
+_PROSE = ("p", "li", "table", "figcaption", "dd", "dt", "th", "h1", "h2", "h3")
+_VOID = ("br", "img", "hr", "meta", "link", "input", "wbr", "source", "col")
+
+
 class _Units(html.parser.HTMLParser):
-    """Collects (kind, text) units: socklab tables and notes, generated tables, image alts."""
+    """Collects (kind, text) units: socklab tables and notes, generated tables, image alts,
+    and the prose units (outermost paragraph, list item, table...) of everything else."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.units: list[tuple[str, str]] = []
         self._stack: list[str] = []  # open tags, with a marker on those that start a unit
-        self._depth_in = {"socklab": 0, "generated": 0}
+        self._depth_in = {"socklab": 0, "generated": 0, "skip": 0}
         self._unit: list[str] | None = None
         self._unit_tag: str | None = None
+        self._unit_depth = 0
 
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
         classes = (attributes.get("class") or "").split()
         if tag == "img" and attributes.get("alt"):
             self.units.append(("alt text", attributes["alt"] or ""))
-        if tag in ("br", "img", "hr", "meta", "link", "input"):
+        if tag in _VOID:
             return
         self._stack.append(tag)
+        depth = len(self._stack)
         if tag == "div" and ("socklab" in classes or "sl-generated" in classes):
-            self._depth_in["generated" if "sl-generated" in classes else "socklab"] = len(self._stack)
-        inside = any(self._depth_in.values())
-        starts = (tag == "table") or (tag == "p" and "sl-note" in classes)
-        if inside and starts and self._unit is None:
-            self._unit, self._unit_tag = [], tag
+            self._depth_in["generated" if "sl-generated" in classes else "socklab"] = depth
+        api = tag == "dl" and "py" in classes  # the API reference documents the spellings themselves
+        if (tag in ("pre", "script", "style") or "sl-spellings" in classes or "highlight" in classes or api) \
+                and not self._depth_in["skip"]:
+            self._depth_in["skip"] = depth
+        if self._unit is not None or self._depth_in["skip"]:
+            return
+        if self._depth_in["socklab"] or self._depth_in["generated"]:
+            if tag == "table" or (tag == "p" and "sl-note" in classes):
+                self._unit, self._unit_tag, self._unit_depth = [], tag, depth
+        elif tag in _PROSE:
+            self._unit, self._unit_tag, self._unit_depth = [], "prose", depth
 
     def handle_endtag(self, tag):
-        if not self._stack or tag in ("br", "img", "hr", "meta", "link", "input"):
+        if not self._stack or tag in _VOID or tag not in self._stack:
             return
         while self._stack:
             open_tag = self._stack.pop()
-            if self._unit is not None and open_tag == self._unit_tag and open_tag == tag:
-                self.units.append(("table" if tag == "table" else "note", " | ".join(self._unit)))
+            if self._unit is not None and len(self._stack) < self._unit_depth:
+                kind = {"table": "table", "p": "note"}.get(self._unit_tag or "", "prose")
+                self.units.append((kind, " ".join(self._unit)))
                 self._unit = self._unit_tag = None
             for key, depth in self._depth_in.items():
                 if depth and len(self._stack) < depth:
@@ -86,7 +118,7 @@ class _Units(html.parser.HTMLParser):
                 break
 
     def handle_data(self, data):
-        if self._unit is not None and data.strip():
+        if self._unit is not None and not self._depth_in["skip"] and data.strip():
             self._unit.append(data.strip())
 
 
@@ -96,6 +128,11 @@ def problems_in(page: str) -> list[str]:
     parser.feed(page)
     found = []
     for kind, text in parser.units:
+        if kind == "prose":
+            twice = spelled_two_ways(text)
+            if twice:
+                found.append(f"prose {text[:80]!r}...: {', '.join(twice)} (one state spelled two ways)")
+            continue
         system = "rfc" if kind == "alt text" else "ss"
         wrong = misspelled(text, system)
         if wrong:

@@ -95,7 +95,8 @@ def matrix_row(run: Run) -> list[str]:
         rows = sorted((r for r in end.rows if r.state is not State.LISTEN),
                       key=lambda r: (run.role(r), r.local.sort_key()))
         left = ", ".join(f"{run.role(r)} {r.state.ss}" for r in rows) or "none"
-    return [closer.label, wire_after(run, closer, until), _outcome(run, sends[0]),
+    who = run.actor(closer)
+    return [f"{who}: {closer.label}" if who else closer.label, wire_after(run, closer, until), _outcome(run, sends[0]),
             _outcome(run, sends[1]), _outcome(run, parts.get("recv")), sigpipe, left]
 
 

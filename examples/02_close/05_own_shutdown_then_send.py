@@ -87,8 +87,8 @@ socklab.show(run.trace())
 # ``send = EPIPE`` on the server's lifeline: no arrow leaves the server at
 # that height, and the next arrow, the client's blue ``FIN-ACK``, comes from
 # the client's ``close()``. The boxes show the roles swapped against the
-# other pages: the server in ``FIN_WAIT2`` on the right, the client in
-# ``CLOSE_WAIT`` on the left.
+# other pages: the server in ``FIN-WAIT-2`` on the right, the client in
+# ``CLOSE-WAIT`` on the left.
 socklab.show(run.ladder())
 
 # %%

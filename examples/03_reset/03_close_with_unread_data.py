@@ -74,7 +74,7 @@ socklab.show(run_read.trace())
 # %%
 # As a ladder diagram, time flowing down: two blue ``FIN-ACK`` arrows, one
 # from each side, each answered by an ``ACK``, and each socket's states in
-# boxes on its lifeline, down to the client's ``TIME_WAIT`` and the server's
+# boxes on its lifeline, down to the client's ``TIME-WAIT`` and the server's
 # ``CLOSED``.
 socklab.show(run_read.ladder())
 

@@ -101,8 +101,8 @@ socklab.show(run_shutdown.trace())
 
 # %%
 # The ladder diagram of this run, time flowing down. The blue ``FIN-ACK``
-# leaves at the client's ``shutdown()``, and the ``FIN_WAIT2`` and
-# ``CLOSE_WAIT`` boxes follow it. The client's ``close()`` comes later: no
+# leaves at the client's ``shutdown()``, and the ``FIN-WAIT-2`` and
+# ``CLOSE-WAIT`` boxes follow it. The client's ``close()`` comes later: no
 # arrow and no new box, since neither state changed (only the ``Timer``
 # column of the tables above). The red
 # ``RST`` that answers the server's byte is where the

@@ -19,8 +19,9 @@ Packets that a later event will cause (the RST answering data that is still
 being processed) are not "transmitted before"; a scenario that means to show
 one waits for it (``Lab.wait_packet``).
 
-The kernel timestamps each frame (``SO_TIMESTAMPNS``); the parent turns the
-frames into scapy packets and a pcap file.
+The kernel timestamps each frame (``SO_TIMESTAMPNS``); the frames go to the
+parent as bytes, where ``_trace`` dissects them (the same dissector the lab
+uses here to wait for a packet) and writes the pcap file.
 """
 
 from __future__ import annotations
@@ -51,27 +52,6 @@ class Frame:
 
 class CaptureError(RuntimeError):
     """The capture could not be completed faithfully."""
-
-
-def tcp_summary(data: bytes) -> tuple[int, int, int] | None:
-    """(source port, destination port, TCP flags byte) of an Ethernet frame, or None.
-
-    A tiny dissector for the child, which must stay light (scapy is for the parent).
-    """
-    if len(data) < 14:
-        return None
-    ethertype = struct.unpack_from("!H", data, 12)[0]
-    if ethertype == 0x0800:
-        ihl = (data[14] & 0x0F) * 4
-        proto, off = data[14 + 9], 14 + ihl
-    elif ethertype == 0x86DD:
-        proto, off = data[14 + 6], 14 + 40
-    else:
-        return None
-    if proto != 6 or len(data) < off + 14:
-        return None
-    sport, dport = struct.unpack_from("!HH", data, off)
-    return sport, dport, data[off + 13]
 
 
 _timestamp_holder: socket.socket | None = None

@@ -67,8 +67,7 @@ def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: M
             diff = "\n".join(difflib.unified_diff(list(flow), got_flow, "page says", "kernel did", lineterm=""))
             broken.append(f"packet flow differs:\n{diff}")
     for label, wanted in (states or {}).items():
-        rows = run.snapshot(label).rows
-        table = dict(zip(_roles.roles(run, rows), rows, strict=True))
+        table = _roles.table(run, label)
         for role, want in wanted.items():
             broken += _check_state(label, role, want, table.get(role))
     for index, fields in (packets or {}).items():

@@ -39,7 +39,7 @@ from typing import Any
 from . import _capture, _netns, _records, _states, _trace
 from ._records import Call, Calling, Exited, Failed, Finished, Frames, Named, Note, Snapshot, Started, Value
 from ._run import Run
-from ._vocab import Endpoint, State
+from ._vocab import Endpoint, State, short_repr
 
 DEFAULT_TIMEOUT = 10.0
 _LENGTH = struct.Struct("!I")
@@ -211,7 +211,7 @@ class Lab:
             else:
                 raise ValueError("this socket was closed before socklab saw its addresses (pass it to "
                                  "lab.call or lab.name while open, or give (local, peer) strings)")
-        want = State.parse(state) if state else None
+        want = State.parse(state).machine if state else None
 
         def current() -> State | None:
             for row in _states.snapshot(unix=False):
@@ -257,7 +257,8 @@ class Lab:
         try:
             self._capture.wait(matches, timeout)
         except TimeoutError:
-            which = ", ".join(f"{k}={v}" for k, v in (("sport", sport), ("dport", dport), ("win", win)) if v is not None)
+            narrowed = (("sport", sport), ("dport", dport), ("win", win))
+            which = ", ".join(f"{k}={v}" for k, v in narrowed if v is not None)
             raise TimeoutError(f"no [{flags}] packet ({which or 'any'}) within {timeout}s") from None
 
     def wait_poll(self, sock: socket.socket, events: int, timeout: float = 2.0,
@@ -289,8 +290,7 @@ def _keepable(value: Any) -> bool:
 
 def _call_record(label: str, start: int, end: int, value: Any, ref: _records.SocketRef, by: str | None) -> Call:
     """The record of a call that returned; its value kept when it can cross the pipe."""
-    text = repr(value)
-    short = text if len(text) <= 60 else text[:57] + "..."
+    short = short_repr(value)
     if _keepable(value):
         return Call(label, start, end, value, short, None, ref, by)
     return Call(label, start, end, None, short, None, ref, by, kept=False)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _roles
 from ._observed import Observed
+from ._records import Call
 from ._vocab import Endpoint, State
 
 if TYPE_CHECKING:
@@ -122,9 +123,11 @@ def _details(p: Packet) -> str:
     return " ".join(parts)
 
 
-def _call_text(label: str, outcome: str) -> str:
-    if outcome == "None":
+def _call_text(label: str, call: Call) -> str:
+    """A call beside its lifeline: ``send #1 = 1``, ``send #2 = EPIPE``, or the label alone for None."""
+    if call.errno is None and call.value is None and call.kept:
         return label
+    outcome = call.outcome
     return f"{label} = {outcome if len(outcome) <= 18 else outcome[:17] + '…'}"
 
 
@@ -142,8 +145,10 @@ def events(run: Observed, emphasise: str | None = "R") -> tuple[tuple[Endpoint, 
         local, peer = c.socket.local, c.socket.peer
         if local in sides and (peer is None or peer in sides or c.socket.listening):
             side = sides.index(local) if not c.socket.listening else 1
+            who = _roles.actor(run, c)
+            label = c.label if who in (None, _roles.endpoint_role(run, sides[side])) else f"{who}: {c.label}"
             rows.append({"kind": "call", "time_ns": c.time_ns, "index": j, "side": side,
-                         "text": _call_text(c.label, c.outcome), "error": c.errno is not None})
+                         "text": _call_text(label, c), "error": c.errno is not None})
     shown: list[str | None] = [None, None]
     for snap in run.snapshots:
         now: list[str | None] = []

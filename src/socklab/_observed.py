@@ -23,6 +23,7 @@ from typing import Any
 from . import _trace
 from ._netns import Isolation
 from ._records import Call, Calling, Exited, Frames, Named, Note, Snapshot, Started, Value
+from ._vocab import State
 
 
 class Observed:
@@ -62,6 +63,14 @@ class Observed:
             own = self._own_ports()
             packets = [p for p in packets if p.sport in own and p.dport in own]
         return packets
+
+    @functools.cached_property
+    def server_ports(self) -> set[int]:
+        """Ports that listened (in a snapshot, or a call on the listening socket), or received a SYN."""
+        ports = {row.local_port for s in self.snapshots for row in s.rows if row.state is State.LISTEN}
+        ports |= {c.socket.local.port for c in self.calls if c.socket.listening and c.socket.local is not None}
+        ports |= {p.dport for p in self.packets if p.flags == "S"}
+        return {p for p in ports if p is not None}
 
     def _own_ports(self) -> set[int | None]:
         ports = {port for s in self.snapshots for row in s.rows for port in (row.local_port, row.peer_port)}

@@ -30,15 +30,7 @@ from ._vocab import Endpoint, State
 
 def server_ports(run: Observed) -> set[int]:
     """Ports that listened, or received a SYN."""
-    cached = run.__dict__.get("_server_ports")
-    if cached is not None:
-        return cached
-    ports = {row.local_port for s in run.snapshots for row in s.rows if row.state is State.LISTEN}
-    ports |= {c.socket.local.port for c in run.calls if c.socket.listening and c.socket.local is not None}
-    ports |= {p.dport for p in run.packets if p.flags == "S"}
-    found = {p for p in ports if p is not None}
-    run.__dict__["_server_ports"] = found  # the records never change
-    return found
+    return run.server_ports
 
 
 def _named(run: Observed, inode: int, local: Endpoint | None, peer: Endpoint | None) -> str | None:
@@ -81,6 +73,12 @@ def roles(run: Observed, rows: Sequence[SocketRow]) -> list[str]:
     return [f"{n}:{r.peer_port if n == 'server' else r.local_port}"
             if names.count(n) > 1 and r.state is not State.LISTEN else n
             for n, r in zip(names, rows, strict=True)]
+
+
+def table(run: Observed, label: str) -> dict[str, SocketRow]:
+    """{role: row} of the snapshot `label`, roles told apart as in its table."""
+    rows = run.snapshot(label).rows
+    return dict(zip(roles(run, rows), rows, strict=True))
 
 
 def actor(run: Observed, call: Call) -> str | None:

@@ -39,8 +39,7 @@ class Run(Observed):
 
     def states_at(self, label: str) -> dict[str, SocketRow]:
         """{role: row} of the snapshot `label`."""
-        rows = self.snapshot(label).rows
-        return dict(zip(_roles.roles(self, rows), rows, strict=True))
+        return _roles.table(self, label)
 
     def actor(self, call: Call) -> str | None:
         """Who made `call`: what the scenario said (``by=``), else its socket's role; None

@@ -91,11 +91,17 @@ def endpoint(family: int, raw: bytes, port: int | None) -> Endpoint:
 _INET_DIAG_MSG = struct.Struct("=BBBB2s2s16s16sI8sIIIII")  # ports are big-endian
 
 
-def parse_inet_diag_msg(payload: bytes) -> SocketRow:
-    """Turn one ``inet_diag_msg`` into a row (fixed-input testable)."""
+_KNOWN_STATES = {s.value for s in State}
+
+
+def parse_inet_diag_msg(payload: bytes) -> SocketRow | None:
+    """Turn one ``inet_diag_msg`` into a row (fixed-input testable); None for a state
+    this version does not know (a newer kernel's), which a table leaves out."""
     (family, state, timer, retrans, sport, dport, src, dst, _if, _cookie,
      expires, rqueue, wqueue, _uid, inode) = _INET_DIAG_MSG.unpack_from(payload)
     sport, dport = int.from_bytes(sport, "big"), int.from_bytes(dport, "big")
+    if state not in _KNOWN_STATES:
+        return None
     local = endpoint(family, src, sport)
     listening = state == State.LISTEN.value  # ss prints the wildcard peer
     peer = endpoint(family, bytes(16), None) if listening else endpoint(family, dst, dport)
@@ -132,6 +138,8 @@ def parse_unix_diag_msg(payload: bytes) -> SocketRow | None:
             peer_inode = struct.unpack("=I", value[:4])[0]
         elif attr == UNIX_DIAG_RQLEN:
             rq, wq = struct.unpack("=II", value[:8])
+    if state not in _KNOWN_STATES:
+        return None
     local = Endpoint(socket.AF_UNIX, name or "*", inode)
     peer = Endpoint(socket.AF_UNIX, "*", peer_inode or None)
     return SocketRow("u_str", State(state), rq, wq, local, peer, "", inode)
@@ -164,7 +172,7 @@ def tcp_rows() -> list[SocketRow]:
     for family in (socket.AF_INET, socket.AF_INET6):
         # struct inet_diag_req_v2: family, protocol, ext, pad, states, sockid (zeros)
         request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + bytes(48)
-        rows += [parse_inet_diag_msg(p) for p in _dump(request)]
+        rows += [row for p in _dump(request) if (row := parse_inet_diag_msg(p)) is not None]
     return rows
 
 
@@ -184,6 +192,8 @@ def parse_proc_net_tcp(text: str, family: int = socket.AF_INET) -> list[SocketRo
         if len(fields) < 10:
             continue
         local, peer, state = fields[1], fields[2], int(fields[3], 16)
+        if state not in _KNOWN_STATES:
+            continue
         tx, rx = (int(x, 16) for x in fields[4].split(":"))
         timer_kind, expires = fields[5].split(":")
         peer_end = _proc_address(peer, family)

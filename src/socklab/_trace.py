@@ -104,7 +104,7 @@ def option_text(raw: bytes) -> str:
             if kind == 0:
                 break
             continue
-        if i + 1 >= len(raw) or raw[i + 1] < 2:
+        if i + 1 >= len(raw) or raw[i + 1] < 2 or i + raw[i + 1] > len(raw):
             names.append("[bad opt]")
             break
         size = raw[i + 1]
@@ -133,6 +133,8 @@ def parse(data: bytes, time_ns: int = 0, frame: int = 0) -> Packet | None:
     ethertype = int.from_bytes(data[12:14], "big")
     if ethertype == _ETHERTYPE_IPV4 and len(data) >= 34:
         ihl = (data[14] & 0x0F) * 4
+        if ihl < 20:
+            return None
         proto, start = data[23], 14 + ihl
         end = min(len(data), 14 + int.from_bytes(data[16:18], "big"))
         family, ip, raw_src, raw_dst = socket.AF_INET, "IP", data[26:30], data[30:34]
@@ -146,6 +148,8 @@ def parse(data: bytes, time_ns: int = 0, frame: int = 0) -> Packet | None:
         return None
     sport, dport, seq, ack, offset, bits, win, _sum, _urg = _TCP.unpack_from(data, start)
     header = (offset >> 4) * 4
+    if header < _TCP.size or start + header > end:
+        return None
     payload = data[start + header : end]
     return Packet(0, time_ns, ip, Endpoint(family, socket.inet_ntop(family, raw_src), sport),
                   Endpoint(family, socket.inet_ntop(family, raw_dst), dport), flag_text(bits), seq,

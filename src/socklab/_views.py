@@ -18,6 +18,7 @@ from ._observed import Observed
 from ._render import Group, Lines, Table
 from ._states import SocketRow
 from ._version import __version__
+from ._vocab import short_repr
 
 _COLUMNS = ["Socket", "State", "Recv-Q", "Send-Q", "Local Address:Port", "Peer Address:Port", "Timer"]
 
@@ -67,8 +68,7 @@ def results(run: Observed) -> Table:
         rows.append([_roles.actor(run, c) or "", c.label, c.outcome])
         classes.append("error" if c.errno else "")
     for name, value in run.values.items():
-        text = repr(value)
-        rows.append(["", name, text if len(text) <= 60 else text[:57] + "..."])
+        rows.append(["", name, short_repr(value)])
         classes.append("")
     notes = []
     if run.killed_by:

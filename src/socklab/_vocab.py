@@ -42,6 +42,12 @@ import ipaddress
 import socket
 
 
+def short_repr(value: object, width: int = 60) -> str:
+    """A value's repr for a table cell: cut to `width` characters with "..."."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 class State(enum.Enum):
     """A TCP socket state (the kernel's numbering), with its three spellings."""
 
@@ -158,7 +164,9 @@ class Endpoint:
             address, port = str(address[0]), int(address[1])
         ip = ipaddress.ip_address(str(address).strip("[]"))
         family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        return cls(family, str(ip), port)
+        # Spelled as the kernel's addresses are everywhere else (inet_ntop), so that
+        # ::ffff:127.0.0.1 from a string equals the same address read from a socket.
+        return cls(family, socket.inet_ntop(family, ip.packed), port)
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
