@@ -107,8 +107,9 @@ def exhausted(reuse):
 
         set_sysctl(lab, TW_REUSE, reuse)
         lab.record("tcp_tw_reuse", read_sysctl(TW_REUSE))
-        third = connect_until_reused(lab)
+        client = connect_until_reused(lab)
         server, _ = listener.accept()
+        lab.wait_state(client, "ESTABLISHED")
         lab.snapshot(f"after tcp_tw_reuse {reuse}")
 
     ports_exhausted.__name__ = f"ports_exhausted_tw_reuse_{reuse}"
@@ -211,7 +212,8 @@ for r, reuse in ((run, 1), (default, 2)):
         f"the page says: the first connection, its FINs, then the reused port's handshake, no reset: {r.flow()}")
     assert r.value("failed tries before the port was reused") > 0, (
         "the page says the first tries after setting tcp_tw_reuse still fail")
-assert 59_000 <= (time_wait.timer_ms or 0) <= 60_000, f"the page says 60 s of TIME-WAIT; the timer shows {time_wait.timer}"
+assert 59_000 <= (time_wait.timer_ms or 0) <= 60_000, (
+    f"the page says 60 s of TIME-WAIT; the timer shows {time_wait.timer}")
 for after, reuse in ((reused_after, 1), (default_after, 2)):
     assert 1.0 <= after <= 1.5, (
         f"the page says, with tcp_tw_reuse {reuse}, the port is reused 1.0 to 1.5 s after it entered "

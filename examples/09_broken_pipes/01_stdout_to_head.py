@@ -175,16 +175,21 @@ def stderr_of(name):
 
 
 TRACEBACK_END = "BrokenPipeError: [Errno 32] Broken pipe"
-assert stderr_of("many lines").startswith("Traceback") and "print(i)" in stderr_of("many lines") \
-    and stderr_of("many lines").strip().endswith(TRACEBACK_END) and "Exception ignored" not in stderr_of("many lines"), (
-    f"the page says a traceback from print(), nothing at exit: {stderr_of('many lines')!r}")
-assert stderr_of("short, flushed at exit").startswith("Exception ignored in: <_io.TextIOWrapper name='<stdout>'") \
-    and stderr_of("short, flushed at exit").strip().endswith(TRACEBACK_END) \
-    and "Traceback" not in stderr_of("short, flushed at exit"), (
-    f"the page says only 'Exception ignored ... BrokenPipeError' at exit: {stderr_of('short, flushed at exit')!r}")
-assert stderr_of("short, python -u").startswith("Traceback") and 'print("the last line")' in stderr_of(
-    "short, python -u") and "Exception ignored" not in stderr_of("short, python -u"), (
-    f"the page says unbuffered, the traceback comes from the last print(): {stderr_of('short, python -u')!r}")
+
+
+def check_stderr(name, starts, line, at_exit):
+    """The writer's stderr starts with `starts`, shows `line` (or not, for None), ends with the
+    BrokenPipeError, and has the exit-time "Exception ignored" message only if `at_exit`."""
+    text = stderr_of(name)
+    ok = (text.startswith(starts) and text.strip().endswith(TRACEBACK_END)
+          and (line is None or line in text) and ("Exception ignored" in text) == at_exit
+          and ("Traceback" in text) != at_exit)
+    assert ok, f"the page says of {name!r}: starts {starts!r}, shows {line!r}, at exit: {at_exit}; got {text!r}"
+
+
+check_stderr("many lines", "Traceback", "print(i)", at_exit=False)
+check_stderr("short, flushed at exit", "Exception ignored in: <_io.TextIOWrapper name='<stdout>'", None, at_exit=True)
+check_stderr("short, python -u", "Traceback", 'print("the last line")', at_exit=False)
 socklab.show(run.about())
 
 # %%
