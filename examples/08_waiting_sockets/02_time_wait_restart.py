@@ -136,10 +136,11 @@ with_reuse = socklab.run(restart(True))
 # already in use". With ``SO_REUSEADDR`` the outcome depends on the old
 # server. If it did not set the option, the new server's ``bind()`` fails all
 # the same (first table below); if it did, the ``bind()`` and ``listen()``
-# succeed, and the new listener sits beside the ``TIME-WAIT`` (second). The
-# kernel lets a ``bind()`` share a port with a ``TIME-WAIT`` socket only when
-# both sockets asked for it, which in practice means: the server program
-# sets ``SO_REUSEADDR`` on its listener, every time it starts.
+# succeed, and the new listener sits beside the ``TIME-WAIT`` (second). With
+# ``SO_REUSEADDR`` (``SO_REUSEPORT`` has rules of its own), the kernel lets a
+# ``bind()`` share a port with a ``TIME-WAIT`` socket only when both sockets
+# asked for it, which in practice means: the server program sets
+# ``SO_REUSEADDR`` on its listener, every time it starts.
 socklab.show(without.states(), without.results())
 socklab.show(with_reuse.states(), with_reuse.results())
 

@@ -130,8 +130,9 @@ def show_outcomes(r):
 #   <_io.TextIOWrapper name='<stdout>' ...>" and exit status 120, which
 #   Python uses when flushing at exit fails;
 # * **documented fix**: no output on standard error, exit status 1;
-# * **SIGPIPE at SIG_DFL**: killed by signal 13, ``SIGPIPE``, silently; a
-#   shell shows its status as 141 (128 + 13), as for ``yes | head -1``;
+# * **SIGPIPE at SIG_DFL**: killed by signal 13, ``SIGPIPE``, silently (a
+#   shell shows that status as 141: 128 + 13), as a C program would be; but
+#   see the documentation's warning below;
 # * **short, python -u**: unbuffered, the second ``print()`` writes at once,
 #   so the error is a traceback from that line and the status is 1.
 #
@@ -204,9 +205,10 @@ socklab.show(run.about())
 #    disposition to SIG_DFL in order to avoid BrokenPipeError. Doing that
 #    would cause your program to exit unexpectedly whenever any socket
 #    connection is interrupted while your program is still writing to it."
-#    Python's ``sys.exit`` and interpreter documentation (exit status 120
-#    when flushing buffered data fails at exit: ``Py_FinalizeEx``, "if
-#    flushing buffered data failed, -1 is returned" and the interpreter exits
-#    with 120); ``python -u`` and ``PYTHONUNBUFFERED``; ``pipe(7)``;
+#    Python's ``sys.exit`` documentation ("If an error occurs in the cleanup
+#    after the Python interpreter has caught SystemExit (such as an error
+#    flushing buffered data in the standard streams), the exit status is
+#    changed to 120"); ``subprocess.Popen`` (``restore_signals``); ``python
+#    -u`` and ``PYTHONUNBUFFERED``; ``pipe(7)``;
 #    ``write(2)`` (``EPIPE``); ``signal(7)``; ``bash(1)`` (``pipefail``, "The
 #    return status of a pipeline is the exit status of the last command").
