@@ -7,7 +7,9 @@ socket stays in ``CLOSE-WAIT``, ``Recv-Q`` 1, for as long as the program lives:
 no timer ends it. The client's side, closed, waits in ``FIN-WAIT-2`` for a FIN
 that never comes, and its kernel gives up after ``net.ipv4.tcp_fin_timeout``
 (60 s by default; 1 s here) and forgets the connection. The server learns
-nothing of that until it finally sends something, which draws an RST.
+nothing of that until it finally sends something, which draws an RST. Two
+more runs show the default timeout, and a client that still holds its
+socket: that one waits in ``FIN-WAIT-2`` for ever.
 """
 
 # %%
@@ -22,6 +24,7 @@ nothing of that until it finally sends something, which draws an RST.
 # the client's socket to leave the table, with a deadline, instead of
 # sleeping. At the end the server reads (``b''``: it could have known) and,
 # far too late, closes.
+import select
 import socket
 
 import socklab
@@ -153,6 +156,45 @@ socklab.show(default.states())
 default_orphan = default.states_at("after the client's close")["client"]
 
 # %%
+# A client that is still open
+# ---------------------------
+# ``tcp_fin_timeout`` only ends sockets that no program holds any more. A
+# client that sends its request, calls ``shutdown(SHUT_WR)`` and waits for
+# the reply is in ``FIN-WAIT-2`` too, but its socket is open, and the kernel
+# leaves it there: the run below, still with ``tcp_fin_timeout`` at 1 s,
+# polls the client for input for 1.5 s, longer than the timeout, and nothing
+# comes.
+
+
+def client_still_open(lab):
+    set_sysctl(lab, FIN_TIMEOUT, 1)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", PORT))
+    server, _ = listener.accept()
+
+    lab.call(client.shutdown, socket.SHUT_WR, label="shutdown(SHUT_WR)")
+    lab.wait_packet(".", sport=PORT)
+    lab.wait_state(client, "FIN_WAIT2")
+    lab.snapshot("after the client's shutdown")
+    lab.wait_poll(client, select.POLLIN, timeout=1.5, label="poll(POLLIN), 1.5 s")
+    lab.snapshot("1.5 s later")
+
+
+still_open = socklab.run(client_still_open)
+
+# %%
+# The client's ``FIN-WAIT-2`` row has no timer this time, ``poll()`` returned
+# no event (``0``), and 1.5 s later both rows are unchanged: the client would
+# wait for as long as the server keeps its ``CLOSE-WAIT``, which is for ever.
+# Nothing was sent during the wait either. A client that waits like this
+# needs a timeout of its own. (The run's trace ends with two FINs: the
+# scenario's sockets are closed when it returns.)
+socklab.show(still_open.states(), still_open.results())
+
+# %%
 # What this page claims
 # ---------------------
 # Checked against this build's runs: if the kernel does anything else, the
@@ -181,6 +223,18 @@ default.expect(
     states={"after the client's close": {"client": {"state": "FIN_WAIT2", "timer": "timewait"},
                                          "server": ("CLOSE_WAIT", 1)}},
 )
+STILL_OPEN = {"client": {"state": "FIN_WAIT2", "timer": ""}, "server": ("CLOSE_WAIT", 1)}
+still_open.expect(
+    values={f"{FIN_TIMEOUT} now": "1"},
+    calls={"client: shutdown(SHUT_WR)": None, "client: poll(POLLIN), 1.5 s": "0"},
+    states={"after the client's shutdown": STILL_OPEN, "1.5 s later": STILL_OPEN},
+)
+later = still_open.snapshot("1.5 s later").time_ns
+during = [f for f, p in zip(still_open.flow(), still_open.packets, strict=True) if p.time_ns < later]
+assert during == ["client [S]", "server [S.]", "client [.]", "client [F.]", "server [.]"], (
+    f"the page says nothing was sent after the ACK of the client's FIN, up to the last table: {during}")
+waited = (later - still_open.packets[4].time_ns) / 1e9
+assert waited > 1.5, f"the page says the client stayed in FIN-WAIT-2 longer than 1.5 s; it was {waited:.3f} s"
 assert 59_000 <= (default_orphan.timer_ms or 0) <= 60_000, (
     f"the page says the default orphan's timer shows about 60 s; it shows {default_orphan.timer}")
 socklab.show(run.about())
