@@ -73,8 +73,8 @@ run = socklab.run(who_gets_time_wait)
 # After both connections ended, two ``TIME-WAIT`` rows: the client of the
 # first connection (port 50000: the client closed first) and the server of
 # the second (peer port 50001: the server closed first). The other two
-# sockets are gone: the side that *receives* the first FIN passes through
-# ``CLOSE-WAIT`` and ``LAST-ACK`` and is freed by the ACK of its own FIN. The
+# sockets are gone: the side that *receives* the first FIN answers with its
+# own, is freed by the ACK of it, and never enters ``TIME-WAIT``. The
 # server's ``TIME-WAIT`` row holds the listener's port, 4321, as its local
 # address. Read the ``Timer`` column: 60 seconds on both, although
 # ``tcp_fin_timeout`` is 1 second in this namespace. Linux holds every
@@ -84,8 +84,8 @@ socklab.show(run.states())
 
 # %%
 # The trace: each connection's two FINs and their ACKs, the client's FIN
-# first on connection A (port 50000), the server's first on connection B
-# (port 50001).
+# first on the first connection (port 50000), the server's first on the
+# second (port 50001).
 socklab.show(run.trace())
 
 # %%

@@ -22,9 +22,9 @@ quietly.
 # first line is the disposition of ``SIGPIPE`` it started with, which is
 # what ``head`` prints. (``subprocess`` resets ``SIGPIPE`` to its default
 # before it starts a program, ``restore_signals=True``, so what the line
-# shows is what the new interpreter set itself.) The programs run with an environment without
-# ``PYTHON*`` variables: ``PYTHONUNBUFFERED`` would change where the error
-# lands (the last run shows how).
+# shows is what the new interpreter set itself.) The programs run with an
+# environment without ``PYTHON*`` variables: ``PYTHONUNBUFFERED`` would
+# change where the error lands (the last run shows how).
 import os
 import subprocess
 import sys
@@ -124,9 +124,10 @@ def show_outcomes(r):
 #
 # * **many lines**: ``print()`` raised ``BrokenPipeError``, nothing caught
 #   it, the traceback went to standard error and the exit status is 1;
-# * **short, flushed at exit**: both lines went into Python's buffer, the
-#   program ended normally, and the error came when the interpreter flushed
-#   standard output on its way out: "Exception ignored in:
+# * **short, flushed at exit**: the first line was flushed at once, the
+#   second stayed in Python's buffer, the program ended normally, and the
+#   error came when the interpreter flushed standard output on its way out:
+#   "Exception ignored in:
 #   <_io.TextIOWrapper name='<stdout>' ...>" and exit status 120, which
 #   Python uses when flushing at exit fails;
 # * **documented fix**: no output on standard error, exit status 1;

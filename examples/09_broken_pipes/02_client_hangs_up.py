@@ -130,15 +130,16 @@ read = socklab.run(all_read)
 # Those 1000 bytes reach the client's kernel, which has no reader for them
 # and answers with ``[R]``; the third ``send()`` then fails with ``EPIPE``,
 # not ``ECONNRESET``: the kernel reports a reset that arrives in
-# ``CLOSE-WAIT`` as ``EPIPE``. On loopback the reset is back within
-# microseconds; across a network every ``send()`` made within one round trip
-# of the FIN is accepted in the same way, and its bytes are lost.
+# ``CLOSE-WAIT`` as ``EPIPE``. On loopback the reset is back within a
+# millisecond of the data (the trace's times); across a network, every
+# ``send()`` made before the reset gets back, a round trip after the data,
+# would be accepted in the same way, and its bytes lost.
 socklab.show(read.states(), read.results())
 socklab.show(read.trace())
 
 # %%
 # The same run as a ladder: the client's ``FIN-ACK``, the server's data
-# crossing it, and the red reset.
+# after it, and the red reset.
 socklab.show(read.ladder())
 
 # %%
@@ -171,6 +172,8 @@ read.expect(
     states={"after the client's close": {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 1)},
             "after the reset": GONE},
 )
+assert read.packets[-1].time_ns - read.packets[-2].time_ns < 1_000_000, (
+    "the page says on loopback the reset comes back within a millisecond of the data")
 unread.summarize(closer="client: close(), data unread",
                  sends=["server: send #1 after the reset", "server: send #2 after the reset"])
 read.summarize(closer="client: close(), all read", sends=["server: send #2", "server: send #3"])
