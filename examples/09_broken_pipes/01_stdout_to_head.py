@@ -143,6 +143,11 @@ def show_outcomes(r):
 show_outcomes(run)
 
 # %%
+# The same values as the run recorded them (``subprocess`` gives the status
+# of a process killed by a signal as minus the signal's number: -13).
+socklab.show(run.results())
+
+# %%
 # No packets
 # ----------
 # A pipe is not a network connection: the capture is empty. The kernel knows
