@@ -170,6 +170,11 @@ print(f"port 50000 reused {reused_after:.3f} s after it entered TIME-WAIT "
 socklab.show(run.trace())
 
 # %%
+# As a ladder: the first connection and its two FINs, a second's gap with
+# nothing on the wire, and the new handshake from the same port.
+socklab.show(run.ladder())
+
+# %%
 # The default, on loopback
 # ------------------------
 # The same run, but the second client's tries are made with

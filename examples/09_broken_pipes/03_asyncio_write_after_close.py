@@ -95,6 +95,13 @@ socklab.show(closed.states(), closed.results())
 socklab.show(closed.trace())
 
 # %%
+# As a ladder: the server's ``FIN-ACK``, the client's ``ACK``, the client's
+# request, and the red reset that answered it: the last packet of the run.
+# Everything the client's asyncio calls did after it happened inside the
+# client's process, without a packet.
+socklab.show(closed.ladder())
+
+# %%
 # The peer resets
 # ---------------
 # The server closes with ``SO_LINGER {1, 0}``: an RST instead of a FIN. The
