@@ -33,7 +33,8 @@ FIN_TIMEOUT = "/proc/sys/net/ipv4/tcp_fin_timeout"
 def set_sysctl(lab, path, value):
     """Write a per-namespace setting, refusing to touch the host's (a run without a namespace)."""
     if not lab.isolation.private:
-        raise RuntimeError(f"this page writes {path}, which needs the run's own network namespace")
+        raise RuntimeError(f"this page writes {path}, which needs the run's own network namespace (run as root, "
+                           "or allow unprivileged user namespaces); it will not change the host's setting")
     with open(path, "w") as f:
         f.write(str(value))
     with open(path) as f:

@@ -42,7 +42,8 @@ TW_REUSE_DELAY = "/proc/sys/net/ipv4/tcp_tw_reuse_delay"
 def set_sysctl(lab, path, value):
     """Write a per-namespace setting, refusing to touch the host's (a run without a namespace)."""
     if not lab.isolation.private:
-        raise RuntimeError(f"this page writes {path}, which needs the run's own network namespace")
+        raise RuntimeError(f"this page writes {path}, which needs the run's own network namespace (run as root, "
+                           "or allow unprivileged user namespaces); it will not change the host's setting")
     with open(path, "w") as f:
         f.write(str(value))
 
