@@ -106,8 +106,8 @@ socklab.show(run.results())
 socklab.show(run.trace())
 
 # %%
-# The ladder: the long gap between the client's FIN and the server's, and the
-# red reset at the bottom.
+# The ladder: the client's FIN and, a second later in time (the ladder
+# shows order, not time), the server's, answered by the red reset.
 socklab.show(run.ladder())
 
 # %%
