@@ -57,6 +57,8 @@ sphinx_gallery_conf = {
         "../examples/03_reset",
         "../examples/04_comments",
         "../examples/05_original",
+        "../examples/08_waiting_sockets",
+        "../examples/09_broken_pipes",
     ],
     "within_subsection_order": "FileNameSortKey",
     "capture_repr": ("_repr_html_", "__repr__"),
