@@ -52,7 +52,6 @@ missing in :attr:`Recorder.missing`.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import socket
 import struct
