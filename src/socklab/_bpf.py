@@ -53,7 +53,7 @@ from collections.abc import Iterator
 SYS_BPF = 321  # x86_64
 SYS_PERF_EVENT_OPEN = 298
 
-BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_PROG_LOAD = 0, 1, 2, 5
+BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_PROG_LOAD, BPF_OBJ_GET_INFO_BY_FD = 0, 1, 2, 5, 15
 BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_RINGBUF = 2, 27
 BPF_PROG_TYPE_TRACEPOINT = 5
 
@@ -117,6 +117,13 @@ def prog_load(insns: bytes, name: str) -> int:
         except OSError as e2:
             text = log.value.decode(errors="replace")[-2000:]
             raise OSError(e2.errno, f"the kernel's verifier rejected BPF program {name}: {text}") from None
+
+
+def prog_info(fd: int, size: int = 256) -> bytes:
+    """struct bpf_prog_info of a loaded program (BPF_OBJ_GET_INFO_BY_FD), the first `size` bytes."""
+    info = ctypes.create_string_buffer(size)
+    bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", fd, size, ctypes.addressof(info)))
+    return info.raw
 
 
 def perf_tracepoint(tracepoint_id: int) -> int:

@@ -266,6 +266,16 @@ def build_program(tp: _bpf.Tracepoint, kind: int, off: _Offsets, watch_fd: int, 
 # -- the recorder ------------------------------------------------------------------------------------------
 
 
+def missing_parts(found: dict[str, _bpf.Tracepoint], missing: dict[str, str]) -> dict[str, str]:
+    """What this kernel cannot record, {part: why}: absent tracepoints by name, and "reset reasons"."""
+    out = {name.split(":")[1]: why for name, why in missing.items()}
+    send = found.get("tcp:tcp_send_reset")
+    if send is not None and "reason" not in send.fields:
+        out["reset reasons"] = ("this kernel's tcp:tcp_send_reset has no reason field (added in Linux 6.10): "
+                                "resets are recorded without their reason")
+    return out
+
+
 def _realtime_offset() -> int:
     """CLOCK_REALTIME - CLOCK_MONOTONIC in ns, from the narrowest of five bracketing reads."""
     best = None
@@ -286,19 +296,30 @@ class Recorder:
         btf = _bpf.BTF.load()
         offsets = _Offsets.from_btf(btf)
         found, missing = _bpf.read_tracepoints(list(TRACEPOINTS))
-        self.missing: dict[str, str] = {name.split(":")[1]: why for name, why in missing.items()}
+        self.missing = missing_parts(found, missing)
         send = found.get("tcp:tcp_send_reset")
-        if send is not None and "reason" not in send.fields:
-            self.missing["reset reasons"] = ("this kernel's tcp:tcp_send_reset has no reason field (added in "
-                                             "Linux 6.10): resets are recorded without their reason")
         states = strip_prefix(btf.enum(containing="TCP_ESTABLISHED"), "TCP_")
-        rst = strip_prefix(btf.enum("sk_rst_reason"), "SK_RST_REASON_") if "reason" in (send.fields if send else {}) \
-            else {}
+        has_reason = send is not None and "reason" in send.fields
+        rst = strip_prefix(btf.enum("sk_rst_reason"), "SK_RST_REASON_") if has_reason else {}
         try:
             drop = strip_prefix(btf.enum("skb_drop_reason"), "SKB_DROP_REASON_")
         except KeyError:
             drop = {}
         self._fds: list[int] = []
+        self._progs: list[int] = []
+        self._misses_at = btf.offset("bpf_prog_info.recursion_misses")
+        self.missed = 0
+        try:
+            self._attach(found, offsets, states, rst, drop)
+        except BaseException:
+            self.close()
+            raise
+        self._generation = 0
+        self._watching = 0
+        self._offset = 0
+
+    def _attach(self, found: dict[str, _bpf.Tracepoint], offsets: _Offsets, states: dict[int, str],
+                rst: dict[int, str], drop: dict[int, str]) -> None:
         self._watch_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_ARRAY, 4, 8, 1))
         ring_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_RINGBUF, 0, 0, RING_SIZE))
         self._ring = _bpf.RingBuffer(ring_fd, RING_SIZE)
@@ -309,12 +330,10 @@ class Recorder:
                 continue
             code = build_program(tp, kind, offsets, self._watch_fd, ring_fd)
             prog = self._keep(_bpf.prog_load(code, "socklab_" + tp.name[:6]))
+            self._progs.append(prog)
             perf = self._keep(_bpf.perf_tracepoint(tp.id))
             _bpf.attach(perf, prog)
             self._decoders[kind] = Decoder(tp, states, drop if tp.name == "kfree_skb" else rst)
-        self._generation = 0
-        self._watching = 0
-        self._offset = 0
 
     def _keep(self, fd: int) -> int:
         os.set_inheritable(fd, False)
@@ -326,6 +345,7 @@ class Recorder:
         self._generation = (self._generation + 1) & 0xFFFFFFFF or 1
         self._ring.skip()
         self._offset = _realtime_offset()
+        self._misses_before = self._misses()
         self._watching = netns_inode
         _bpf.map_update(self._watch_fd, b"\0" * 4, struct.pack("<II", netns_inode, self._generation))
 
@@ -350,10 +370,26 @@ class Recorder:
                     events.append(event)
             marker = marker or self._cut_marker(events)
             if marker and not busy:
+                self.missed = self._misses() - self._misses_before
                 return events
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no end marker from the watched namespace within {timeout} s: its process must "
                                    "call socklab._kernel.end_marker() after the scenario and before stop()")
+
+    def _misses(self) -> int:
+        """Hits of our tracepoints the kernel did not run our programs for, so far, in the whole machine.
+
+        trace_call_bpf() runs no tracing program on a CPU where one is already
+        running (an interrupt's softirq nested in a program, per-CPU
+        ``bpf_prog_active``) and counts a miss on every program of the tracepoint.
+        """
+        return sum(struct.unpack_from("<Q", _bpf.prog_info(fd, self._misses_at + 8), self._misses_at)[0]
+                   for fd in self._progs)
+
+    def cancel(self) -> None:
+        """Stop watching without reading (a run that failed); its records are dropped by the next watch()."""
+        _bpf.map_update(self._watch_fd, b"\0" * 4, b"\0" * 8)
+        self._watching = 0
 
     def _decode(self, raw: bytes) -> KernelEvent | None:
         mono, kind, generation, sk_state, ifindex = REC_HEAD.unpack_from(raw)
