@@ -22,7 +22,6 @@ ports and flags come from (the tracepoint has none).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import socket
 import struct
 
@@ -105,8 +104,8 @@ class Unavailable:
 
 def _address(family: int, raw: bytes) -> str:
     if family == socket.AF_INET6:
-        return str(ipaddress.IPv6Address(raw[:16]))
-    return str(ipaddress.IPv4Address(raw[:4]))
+        return socket.inet_ntop(socket.AF_INET6, raw[:16])
+    return socket.inet_ntop(socket.AF_INET, raw[:4])
 
 
 def _sockaddr(raw: bytes) -> tuple[int, str, int]:
@@ -148,14 +147,16 @@ class Decoder:
     states: dict[int, str]
     reasons: dict[int, str]
 
+    def __post_init__(self) -> None:
+        self._slices = {f.name: (PAYLOAD + f.offset - 8, PAYLOAD + f.offset - 8 + f.size, f.array, f.signed)
+                        for f in self.tp.fields.values() if f.offset >= 8}
+
     def field(self, raw: bytes, name: str):
-        f = self.tp.fields.get(name)
-        if f is None:
+        where = self._slices.get(name)
+        if where is None:
             return None
-        at = PAYLOAD + f.offset - 8
-        if f.array:
-            return raw[at:at + f.size]
-        return int.from_bytes(raw[at:at + f.size], "little", signed=f.signed)
+        start, end, array, signed = where
+        return raw[start:end] if array else int.from_bytes(raw[start:end], "little", signed=signed)
 
     def state(self, value: int | None) -> str:
         return self.states.get(value, "") if value else ""
