@@ -101,7 +101,8 @@ def main() -> None:
     print(f"  stop(): drain to the marker, decode     {median(stop)}   per run ({events} events)")
     print(f"  whole run without recording             {median(without)}")
     print(f"  whole run with recording                {median(with_rec)}")
-    print(f"  recording adds (median of paired diff.) {median([w - o for w, o in zip(with_rec, without)])}")
+    paired = [w - o for w, o in zip(with_rec, without, strict=True)]
+    print(f"  recording adds (median of paired diff.) {median(paired)}")
 
 
 if __name__ == "__main__":

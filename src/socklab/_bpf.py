@@ -90,6 +90,12 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int) 
     return bpf(BPF_MAP_CREATE, struct.pack("<IIIII", map_type, key_size, value_size, max_entries, 0))
 
 
+def map_lookup(fd: int, key: bytes, value_size: int) -> bytes:
+    k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value_size)
+    bpf(BPF_MAP_LOOKUP_ELEM, struct.pack("<IIQQQ", fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0))
+    return v.raw
+
+
 def map_update(fd: int, key: bytes, value: bytes) -> None:
     k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value, len(value))
     bpf(BPF_MAP_UPDATE_ELEM, struct.pack("<IIQQQ", fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0))
@@ -187,6 +193,9 @@ class Asm:
 
     def st(self, size: int, dst: int, off: int, imm: int) -> None:
         self._emit(0x62 | _SIZE[size], dst, off=off, imm=imm)
+
+    def atomic_add(self, dst: int, off: int, src: int) -> None:
+        self._emit(0xDB, dst, src, off, 0)  # BPF_STX|BPF_ATOMIC|BPF_DW, imm BPF_ADD: *(u64 *)(dst + off) += src
 
     def ld_map_fd(self, dst: int, fd: int) -> None:
         self._emit(0x18, dst, 1, imm=fd)  # BPF_LD|BPF_DW|BPF_IMM, src = BPF_PSEUDO_MAP_FD

@@ -142,11 +142,13 @@ def _read(asm: _bpf.Asm, stack: int, size: int, src_reg: int, src_off: int) -> N
     asm.jnei(R0, 0, "out")
 
 
-def build_program(tp: _bpf.Tracepoint, kind: int, off: _Offsets, watch_fd: int, ring_fd: int) -> bytes:
+def build_program(tp: _bpf.Tracepoint, kind: int, off: _Offsets, watch_fd: int, ring_fd: int,
+                  stats_fd: int) -> bytes:
     """The filter-and-copy program of one tracepoint (see the module docstring).
 
     Registers: r6 ctx, r7 the watched value (inode | generation << 32), r8 the socket or 0, r9 the record.
-    Stack: -8 map key, -16 scratch, -24 ifindex, -32 the skb (drops only).
+    Stack: -8 map key, -16 scratch, -24 ifindex, -32 the skb (drops only), -40 the stats map value.
+    Stats (one array element, two u64): events that matched the namespace, and those the ring buffer refused.
     """
     f = tp.fields
     asm = _bpf.Asm()
@@ -202,14 +204,30 @@ def build_program(tp: _bpf.Tracepoint, kind: int, off: _Offsets, watch_fd: int, 
     asm.lshi(R2, 32)
     asm.rshi(R2, 32)
     asm.jne(R1, R2, "out")
-    # A match: reserve, fill, submit.
+    # A match: count it, reserve, fill, submit.
+    asm.st(4, R10, -8, 0)
+    asm.ld_map_fd(R1, stats_fd)
+    asm.mov(R2, R10)
+    asm.addi(R2, -8)
+    asm.call(_bpf.MAP_LOOKUP_ELEM)
+    asm.stx(8, R10, -40, R0)
+    asm.jeqi(R0, 0, "reserve")
+    asm.movi(R1, 1)
+    asm.atomic_add(R0, 0, R1)
+    asm.label("reserve")
     words = (tp.size - 8 + 7) // 8
     size = PAYLOAD + 8 * words + (HEADER_BYTES if tp.name == "kfree_skb" else 0)
     asm.ld_map_fd(R1, ring_fd)
     asm.movi(R2, size)
     asm.movi(R3, 0)
     asm.call(_bpf.RINGBUF_RESERVE)
-    asm.jeqi(R0, 0, "out")
+    asm.jnei(R0, 0, "reserved")
+    asm.ldx(8, R1, R10, -40)
+    asm.jeqi(R1, 0, "out")
+    asm.movi(R2, 1)
+    asm.atomic_add(R1, 8, R2)
+    asm.ja("out")
+    asm.label("reserved")
     asm.mov(R9, R0)
     asm.call(_bpf.KTIME_GET_NS)
     asm.stx(8, R9, 0, R0)
@@ -322,13 +340,14 @@ class Recorder:
                 rst: dict[int, str], drop: dict[int, str]) -> None:
         self._watch_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_ARRAY, 4, 8, 1))
         ring_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_RINGBUF, 0, 0, RING_SIZE))
+        self._stats_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_ARRAY, 4, 16, 1))
         self._ring = _bpf.RingBuffer(ring_fd, RING_SIZE)
         self._decoders: dict[int, Decoder] = {}
         for kind, name in enumerate(TRACEPOINTS, start=1):
             tp = found.get(name)
             if tp is None:
                 continue
-            code = build_program(tp, kind, offsets, self._watch_fd, ring_fd)
+            code = build_program(tp, kind, offsets, self._watch_fd, ring_fd, self._stats_fd)
             prog = self._keep(_bpf.prog_load(code, "socklab_" + tp.name[:6]))
             self._progs.append(prog)
             perf = self._keep(_bpf.perf_tracepoint(tp.id))
@@ -385,6 +404,11 @@ class Recorder:
         """
         return sum(struct.unpack_from("<Q", _bpf.prog_info(fd, self._misses_at + 8), self._misses_at)[0]
                    for fd in self._progs)
+
+    def stats(self) -> tuple[int, int]:
+        """(events that matched a watched namespace, of those the ring buffer refused), since attaching."""
+        matched, refused = struct.unpack("<QQ", _bpf.map_lookup(self._stats_fd, b"\0" * 4, 16))
+        return matched, refused
 
     def cancel(self) -> None:
         """Stop watching without reading (a run that failed); its records are dropped by the next watch()."""
