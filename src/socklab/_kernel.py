@@ -42,6 +42,13 @@ Rules, each from a measured trap:
   socket for a timewait mini-socket, so TIME_WAIT shows as the ``state`` of the
   mini-socket when it sends a reset (reason ``TCP_TIMEWAIT_SOCKET``).
 
+Known limit (measured, Linux 6.18): about one run in a thousand lacks one
+event that ftrace saw. The tracepoint's perf path (``perf_trace_<event>``,
+whose recursion guard drops an event silently) is the suspect: the loss is not
+counted as a BPF recursion miss (:attr:`Recorder.missed`, from the programs'
+``recursion_misses``). Raw tracepoints (``BPF_RAW_TRACEPOINT_OPEN``) bypass
+perf and would remove it, at the price of reading addresses from the socket.
+
 Where recording is impossible (not root, inside a user namespace, no BTF, bpf(2)
 refused) :func:`recorder` returns :class:`Unavailable` with the reason and the
 fix; where a kernel lacks a tracepoint or a field (Linux 6.1's

@@ -50,7 +50,15 @@ class KernelEvent:
 
 @dataclasses.dataclass(frozen=True)
 class StateChange(KernelEvent):
-    """``sock:inet_sock_set_state``: a TCP socket moved from `old` to `new` (kernel names, e.g. FIN_WAIT1)."""
+    """``sock:inet_sock_set_state``: a TCP socket moved from `old` to `new` (kernel names, e.g. FIN_WAIT1).
+
+    Seen on Linux 6.18: a connection's server socket starts at LISTEN (it is
+    cloned from the listener, LISTEN -> SYN_RECV); a connecting socket's first
+    change has port 0 (the port is chosen after it); ``close()`` of a FIN_WAIT2
+    socket records FIN_WAIT2 -> FIN_WAIT2 (``tcp_close_state()``) before the
+    socket becomes a timewait mini-socket (FIN_WAIT2 -> CLOSE); TIME_WAIT is
+    never a `new` state here.
+    """
 
     old: str
     new: str
@@ -58,7 +66,13 @@ class StateChange(KernelEvent):
 
 @dataclasses.dataclass(frozen=True)
 class ResetSent(KernelEvent):
-    """``tcp:tcp_send_reset``: the kernel sent an RST; `state` of the sending socket ("" when there is none)."""
+    """``tcp:tcp_send_reset``: the kernel sent an RST; `state` of the sending socket ("" when there is none).
+
+    For a reset the socket sends on its own (``tcp_send_active_reset()``: close
+    with unread data, SO_LINGER {1, 0}) the tracepoint fires after the RST was
+    transmitted, and on lo the peer has processed it by then: the peer's
+    :class:`ResetReceived` comes first in the record.
+    """
 
     state: str
     reason: str  #: enum sk_rst_reason without its prefix (TCP_ABORT_ON_DATA, NO_SOCKET...); "" when unknown
@@ -66,7 +80,13 @@ class ResetSent(KernelEvent):
 
 @dataclasses.dataclass(frozen=True)
 class ResetReceived(KernelEvent):
-    """``tcp:tcp_receive_reset``: a socket in `state` accepted an RST."""
+    """``tcp:tcp_receive_reset``: ``tcp_reset()`` ran on a socket in `state`.
+
+    Usually an RST arrived. But the kernel also calls ``tcp_reset()`` when it
+    aborts a connection itself (data arriving for a FIN_WAIT1/FIN_WAIT2 socket
+    whose receive side is shut down): then this event is on the side that
+    *sends* the RST, just before its :class:`ResetSent`.
+    """
 
     state: str
 
