@@ -10,7 +10,7 @@ sk_rst_reason`` and the sending socket's state), ``tcp:tcp_receive_reset``,
 skb_drop_reason``). Tracepoints carry no network namespace, and port or pid
 filters are not enough (measured: foreign events on the same ports; events run
 from timers and softirqs under other pids). So each tracepoint gets a small BPF
-program (assembled in ``_bpf``) that follows the event's socket to its namespace,
+program (``_kprogram``, assembled with ``_bpf``) that follows the event's socket to its namespace,
 ``sk->__sk_common.skc_net.net->ns.inum`` (offsets from the kernel's BTF), or,
 when there is no socket, the packet's device, ``skb->dev->nd_net.net->ns.inum``,
 and compares that inode with the watched one held in a BPF array map. Only a
@@ -58,17 +58,13 @@ missing in :attr:`Recorder.missing`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import struct
 import time
 
-from socklab import _bpf
-from socklab._bpf import R0, R1, R2, R3, R6, R7, R8, R9, R10
+from socklab import _bpf, _kprogram
 from socklab._kevents import (
-    HEADER_BYTES,
-    PAYLOAD,
     REC_HEAD,
     Decoder,
     Dropped,
@@ -90,7 +86,6 @@ TRACEPOINTS = ("sock:inet_sock_set_state", "tcp:tcp_send_reset", "tcp:tcp_receiv
 #: The port of the end marker's listening socket (see :func:`end_marker`); scenarios must not listen on it.
 MARKER_PORT = 1
 RING_SIZE = 1 << 20
-ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 
 
 
@@ -113,182 +108,6 @@ def end_marker() -> None:
 def netns_inode(pid: int | str = "self") -> int:
     """The inode number of a process's network namespace (what the programs compare with)."""
     return os.stat(f"/proc/{pid}/ns/net").st_ino
-
-
-# -- the programs ------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Offsets:
-    sk_net: int  # sock -> struct net *
-    sk_state: int
-    net_inum: int
-    skb_dev: int
-    skb_head: int
-    skb_network_header: int
-    dev_net: int
-    dev_ifindex: int
-
-    @classmethod
-    def from_btf(cls, btf: _bpf.BTF) -> _Offsets:
-        return cls(btf.offset("sock.__sk_common.skc_net.net"), btf.offset("sock.__sk_common.skc_state"),
-                   btf.offset("net.ns.inum"), btf.offset("sk_buff.dev"), btf.offset("sk_buff.head"),
-                   btf.offset("sk_buff.network_header"), btf.offset("net_device.nd_net.net"),
-                   btf.offset("net_device.ifindex"))
-
-
-def _read(asm: _bpf.Asm, stack: int, size: int, src_reg: int, src_off: int) -> None:
-    """bpf_probe_read_kernel(r10+stack, size, src_reg+src_off); jump to "out" on failure."""
-    asm.mov(R3, src_reg)
-    if src_reg != R3 or src_off:
-        asm.addi(R3, src_off)
-    asm.mov(R1, R10)
-    asm.addi(R1, stack)
-    asm.movi(R2, size)
-    asm.call(_bpf.PROBE_READ_KERNEL)
-    asm.jnei(R0, 0, "out")
-
-
-def build_program(tp: _bpf.Tracepoint, kind: int, off: _Offsets, watch_fd: int, ring_fd: int,
-                  stats_fd: int) -> bytes:
-    """The filter-and-copy program of one tracepoint (see the module docstring).
-
-    Registers: r6 ctx, r7 the watched value (inode | generation << 32), r8 the socket or 0, r9 the record.
-    Stack: -8 map key, -16 scratch, -24 ifindex, -32 the skb (drops only), -40 the stats map value.
-    Stats (one array element, two u64): events that matched the namespace, and those the ring buffer refused.
-    """
-    f = tp.fields
-    asm = _bpf.Asm()
-    asm.mov(R6, R1)
-    if "protocol" in f and tp.name == "inet_sock_set_state":  # TCP only (not SCTP, MPTCP's subflow master)
-        asm.ldx(2, R1, R6, f["protocol"].offset)
-        asm.jnei(R1, socket.IPPROTO_TCP, "out")
-    if tp.name == "kfree_skb":  # IP packets only; protocol is the host-order ethertype
-        asm.ldx(2, R1, R6, f["protocol"].offset)
-        asm.jeqi(R1, ETH_P_IP, "ip")
-        asm.jnei(R1, ETH_P_IPV6, "out")
-        asm.label("ip")
-    asm.st(4, R10, -8, 0)
-    asm.ld_map_fd(R1, watch_fd)
-    asm.mov(R2, R10)
-    asm.addi(R2, -8)
-    asm.call(_bpf.MAP_LOOKUP_ELEM)
-    asm.jeqi(R0, 0, "out")
-    asm.ldx(8, R7, R0, 0)
-    asm.jeqi(R7, 0, "out")  # not watching: the common case, two map instructions and out
-    asm.movi(R8, 0)
-    asm.st(4, R10, -24, 0)
-    asm.st(8, R10, -32, 0)
-    # Where the namespace comes from, in order: the socket, the packet's device, the receiving socket.
-    sources = [("sk", "skaddr"), ("skb", "skbaddr"), ("sk", "rx_sk")]
-    if tp.name == "kfree_skb":
-        sources = [("skb", "skbaddr"), ("sk", "rx_sk")]
-    sources = [(what, name) for what, name in sources if name in f]
-    for i, (what, name) in enumerate(sources):
-        asm.label(f"src{i}")
-        nxt = f"src{i + 1}" if i + 1 < len(sources) else "out"
-        asm.ldx(8, R3, R6, f[name].offset)
-        asm.jeqi(R3, 0, nxt)
-        if what == "sk":
-            asm.mov(R8, R3)
-            _read(asm, -16, 8, R3, off.sk_net)
-        else:
-            asm.stx(8, R10, -32, R3)
-            _read(asm, -16, 8, R3, off.skb_dev)
-            asm.ldx(8, R3, R10, -16)
-            asm.jeqi(R3, 0, nxt)
-            asm.stx(8, R10, -16, R3)
-            _read(asm, -24, 4, R3, off.dev_ifindex)
-            asm.ldx(8, R3, R10, -16)
-            _read(asm, -16, 8, R3, off.dev_net)
-        asm.ja("have_net")
-    asm.label("have_net")
-    asm.ldx(8, R3, R10, -16)
-    asm.jeqi(R3, 0, "out")
-    _read(asm, -16, 4, R3, off.net_inum)
-    asm.ldx(4, R1, R10, -16)
-    asm.mov(R2, R7)
-    asm.lshi(R2, 32)
-    asm.rshi(R2, 32)
-    asm.jne(R1, R2, "out")
-    # A match: count it, reserve, fill, submit.
-    asm.st(4, R10, -8, 0)
-    asm.ld_map_fd(R1, stats_fd)
-    asm.mov(R2, R10)
-    asm.addi(R2, -8)
-    asm.call(_bpf.MAP_LOOKUP_ELEM)
-    asm.stx(8, R10, -40, R0)
-    asm.jeqi(R0, 0, "reserve")
-    asm.movi(R1, 1)
-    asm.atomic_add(R0, 0, R1)
-    asm.label("reserve")
-    words = (tp.size - 8 + 7) // 8
-    size = PAYLOAD + 8 * words + (HEADER_BYTES if tp.name == "kfree_skb" else 0)
-    asm.ld_map_fd(R1, ring_fd)
-    asm.movi(R2, size)
-    asm.movi(R3, 0)
-    asm.call(_bpf.RINGBUF_RESERVE)
-    asm.jnei(R0, 0, "reserved")
-    asm.ldx(8, R1, R10, -40)
-    asm.jeqi(R1, 0, "out")
-    asm.movi(R2, 1)
-    asm.atomic_add(R1, 8, R2)
-    asm.ja("out")
-    asm.label("reserved")
-    asm.mov(R9, R0)
-    asm.call(_bpf.KTIME_GET_NS)
-    asm.stx(8, R9, 0, R0)
-    asm.st(4, R9, 8, kind)
-    asm.rshi(R7, 32)
-    asm.stx(4, R9, 12, R7)
-    asm.ldx(4, R1, R10, -24)
-    asm.stx(4, R9, 20, R1)
-    asm.st(1, R9, 16, 0)
-    for i in range(words):
-        asm.ldx(8, R1, R6, 8 + 8 * i)
-        asm.stx(8, R9, PAYLOAD + 8 * i, R1)
-    asm.jeqi(R8, 0, "no_sk")
-    asm.mov(R1, R9)
-    asm.addi(R1, 16)
-    asm.movi(R2, 1)
-    asm.mov(R3, R8)
-    asm.addi(R3, off.sk_state)
-    asm.call(_bpf.PROBE_READ_KERNEL)
-    asm.label("no_sk")
-    if tp.name == "kfree_skb":  # the packet's first bytes from its network header: head + network_header
-        asm.ldx(8, R8, R10, -32)
-        asm.jeqi(R8, 0, "submit")
-        asm.st(8, R10, -16, 0)
-        asm.mov(R1, R10)
-        asm.addi(R1, -16)
-        asm.movi(R2, 2)
-        asm.mov(R3, R8)
-        asm.addi(R3, off.skb_network_header)
-        asm.call(_bpf.PROBE_READ_KERNEL)
-        asm.mov(R1, R10)
-        asm.addi(R1, -8)
-        asm.movi(R2, 8)
-        asm.mov(R3, R8)
-        asm.addi(R3, off.skb_head)
-        asm.call(_bpf.PROBE_READ_KERNEL)
-        asm.ldx(8, R3, R10, -8)
-        asm.ldx(2, R1, R10, -16)
-        asm.add(R3, R1)
-        asm.mov(R1, R9)
-        asm.addi(R1, PAYLOAD + 8 * words)
-        asm.movi(R2, HEADER_BYTES)
-        asm.call(_bpf.PROBE_READ_KERNEL)
-    asm.label("submit")
-    asm.mov(R1, R9)
-    asm.movi(R2, _bpf.BPF_RB_NO_WAKEUP)
-    asm.call(_bpf.RINGBUF_SUBMIT)
-    asm.label("out")
-    asm.movi(R0, 1)  # let every other perf user of this tracepoint see the event (the verdict is shared)
-    asm.exit()
-    return asm.assemble()
-
-
-# -- the recorder ------------------------------------------------------------------------------------------
 
 
 def missing_parts(found: dict[str, _bpf.Tracepoint], missing: dict[str, str]) -> dict[str, str]:
@@ -319,7 +138,7 @@ class Recorder:
 
     def __init__(self) -> None:
         btf = _bpf.BTF.load()
-        offsets = _Offsets.from_btf(btf)
+        offsets = _kprogram.Offsets.from_btf(btf)
         found, missing = _bpf.read_tracepoints(list(TRACEPOINTS))
         self.missing = missing_parts(found, missing)
         send = found.get("tcp:tcp_send_reset")
@@ -343,7 +162,7 @@ class Recorder:
         self._watching = 0
         self._offset = 0
 
-    def _attach(self, found: dict[str, _bpf.Tracepoint], offsets: _Offsets, states: dict[int, str],
+    def _attach(self, found: dict[str, _bpf.Tracepoint], offsets: _kprogram.Offsets, states: dict[int, str],
                 rst: dict[int, str], drop: dict[int, str]) -> None:
         self._watch_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_ARRAY, 4, 8, 1))
         ring_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_RINGBUF, 0, 0, RING_SIZE))
@@ -354,7 +173,7 @@ class Recorder:
             tp = found.get(name)
             if tp is None:
                 continue
-            code = build_program(tp, kind, offsets, self._watch_fd, ring_fd, self._stats_fd)
+            code = _kprogram.build_program(tp, kind, offsets, self._watch_fd, ring_fd, self._stats_fd)
             prog = self._keep(_bpf.prog_load(code, "socklab_" + tp.name[:6]))
             self._progs.append(prog)
             perf = self._keep(_bpf.perf_tracepoint(tp.id))
