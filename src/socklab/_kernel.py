@@ -43,11 +43,15 @@ Rules, each from a measured trap:
   mini-socket when it sends a reset (reason ``TCP_TIMEWAIT_SOCKET``).
 
 Known limit (measured, Linux 6.18): about one run in a thousand lacks one
-event that ftrace saw. The tracepoint's perf path (``perf_trace_<event>``,
-whose recursion guard drops an event silently) is the suspect: the loss is not
-counted as a BPF recursion miss (:attr:`Recorder.missed`, from the programs'
-``recursion_misses``). Raw tracepoints (``BPF_RAW_TRACEPOINT_OPEN``) bypass
-perf and would remove it, at the price of reading addresses from the socket.
+event. Always the same kind so far: FIN_WAIT1 -> FIN_WAIT2 when the ACK of a
+FIN is handled in a softirq on the other CPU, on top of another process's
+task. ftrace (a tracefs instance) records that event; no BPF program runs for
+it: not ours (its match counter, :meth:`Recorder.stats`, does not move, the ring
+refused nothing, and the programs count no ``recursion_misses``, see
+:attr:`Recorder.missed`), nor a test program attached as a raw tracepoint. The
+suspect is BPF's recursion protection (a program does not run on a CPU where
+one is already running; the perf path drops such an event without counting
+it). A run cannot tell; the tests measure the rate.
 
 Where recording is impossible (not root, inside a user namespace, no BTF, bpf(2)
 refused) :func:`recorder` returns :class:`Unavailable` with the reason and the
