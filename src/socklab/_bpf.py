@@ -250,20 +250,31 @@ class BTF:
         self.data = data
         self.strings = hdr_len + str_off
         self.starts = [0]  # type id -> byte offset (id 0 is void)
-        self.by_name: dict[str, list[int]] = {}
+        self._named: dict[int, list[int]] = {}  # name offset -> ids of the structs, unions and enums so named
         pos, end = hdr_len + type_off, hdr_len + type_off + type_len
-        unpack, starts, wanted = struct.unpack_from, self.starts, (_KIND_STRUCT, _KIND_UNION, _KIND_ENUM, _KIND_ENUM64)
-        named: list[tuple[int, int]] = []
-        while pos < end:
-            name_off, info = unpack("<II", data, pos)
+        info_at, starts, named = struct.Struct("<I").unpack_from, self.starts, []
+        extra = [_EXTRA.get(kind, (0, 0)) for kind in range(32)]
+        wanted = (_KIND_STRUCT, _KIND_UNION, _KIND_ENUM, _KIND_ENUM64)
+        while pos < end:  # the hot loop of attaching: 100k+ types, so as little as possible per type
+            info = info_at(data, pos + 4)[0]
             starts.append(pos)
             kind = (info >> 24) & 0x1F
-            fixed, item = _EXTRA.get(kind, (0, 0))
+            fixed, item = extra[kind]
             if kind in wanted:
-                named.append((name_off, len(starts) - 1))
+                named.append(len(starts) - 1)
             pos += 12 + fixed + item * (info & 0xFFFF)
-        for name_off, type_id in named:
-            self.by_name.setdefault(self.name(name_off), []).append(type_id)
+        for type_id in named:
+            self._named.setdefault(info_at(data, starts[type_id])[0], []).append(type_id)
+
+    def _ids(self, name: str) -> list[int]:
+        """Struct, union and enum ids called `name`, found through the string section (names are stored once)."""
+        if not name:
+            return self._named.get(0, [])
+        ids, needle, at = [], b"\0" + name.encode() + b"\0", self.strings
+        while (at := self.data.find(needle, at)) >= 0:
+            ids += self._named.get(at + 1 - self.strings, [])
+            at += 1
+        return ids
 
     @classmethod
     def load(cls, path: str = BTF_PATH) -> BTF:
@@ -310,7 +321,7 @@ class BTF:
         return None
 
     def struct_id(self, name: str) -> int:
-        for type_id in self.by_name.get(name, []):
+        for type_id in self._ids(name):
             if self._head(type_id)[2] in (_KIND_STRUCT, _KIND_UNION) and self._head(type_id)[3] & 0xFFFF:
                 return type_id
         raise KeyError(f"the kernel's BTF has no struct {name}")
@@ -329,7 +340,7 @@ class BTF:
 
     def enum(self, name: str = "", containing: str = "") -> dict[int, str]:
         """Values of the enum called `name`, or of the (possibly anonymous) enum that has a value `containing`."""
-        candidates = self.by_name.get(name, []) if name else self.by_name.get("", [])
+        candidates = self._ids(name)
         for type_id in candidates:
             pos, _n, kind, info, _size = self._head(type_id)
             if kind not in (_KIND_ENUM, _KIND_ENUM64):
