@@ -10,7 +10,7 @@ import struct
 import pytest
 
 import nschild
-from socklab import _bpf, _counters, _netns
+from socklab import State, _bpf, _counters, _netns
 
 PORT = 4321
 
@@ -126,24 +126,24 @@ def test_tcp_info_of_a_connection_with_unacknowledged_and_unsent_data():
         return idle, _counters.tcp_info(client), _counters.tcp_info(server)
 
     idle, full, server = nschild.run(info, mode=isolation_mode(), marker=False).result
-    assert (idle.state, idle.unacked, idle.notsent_bytes, idle.retransmits) == ("ESTABLISHED", 0, 0, 0)
+    assert (idle.state, idle.unacked, idle.notsent_bytes, idle.retransmits) == (State.ESTABLISHED, 0, 0, 0)
     assert idle.rto >= 200_000 and idle.snd_mss > 0
     assert full.notsent_bytes > 0, "the peer's full window holds back data"
-    assert server.state == "ESTABLISHED"
+    assert server.state is State.ESTABLISHED
 
 
 def test_tcp_info_of_a_listening_socket():
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        assert _counters.tcp_info(listener).state == "LISTEN"
+        assert _counters.tcp_info(listener).state is State.LISTEN
 
 
 def test_tcp_info_from_an_older_kernel_leaves_the_newer_fields_none():
     with socket.socket() as s:
         raw = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _counters.TCP_INFO_SIZE)
     old = _counters.parse_tcp_info(raw[:104])  # Linux 2.6's struct: up to tcpi_total_retrans
-    assert old.state == "CLOSE" and old.total_retrans == 0
+    assert old.state is State.CLOSE and old.total_retrans == 0
     assert old.pacing_rate is None and old.notsent_bytes is None and old.total_rto_time is None
     with pytest.raises(ValueError, match="shorter than any"):
         _counters.parse_tcp_info(raw[:100])

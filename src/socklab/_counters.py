@@ -27,7 +27,7 @@ import dataclasses
 import socket
 import struct
 
-from socklab._states import TCP_STATES
+from socklab._vocab import State
 
 SOURCES = ("/proc/net/netstat", "/proc/net/snmp")
 TCP_GROUPS = ("Tcp", "TcpExt")
@@ -97,7 +97,7 @@ class TcpInfo:
     Times are in microseconds (rto, ato, rtt, rttvar, min_rtt) or milliseconds (last_*), as the kernel gives them.
     """
 
-    state: str  #: kernel name (ESTABLISHED, FIN_WAIT2...)
+    state: State | int  #: the socket's state (its number if this version does not know it)
     ca_state: int
     retransmits: int  #: retransmissions of the current RTO episode (icsk_retransmits)
     probes: int  #: unanswered zero-window or keepalive probes
@@ -183,7 +183,7 @@ def parse_tcp_info(raw: bytes) -> TcpInfo:
     values["snd_wscale"], values["rcv_wscale"] = wscale & 0xF, wscale >> 4
     number = values["state"]
     assert isinstance(number, int)
-    values["state"] = TCP_STATES[number][0] if number in TCP_STATES else str(number)
+    values["state"] = State(number) if number in State._value2member_map_ else number
     return TcpInfo(**values)  # type: ignore[arg-type]
 
 

@@ -80,6 +80,7 @@ from socklab._kevents import (
     Unavailable,
     strip_prefix,
 )
+from socklab._vocab import State
 
 __all__ = ["Dropped", "KernelEvent", "Recorder", "ResetReceived", "ResetSent", "Retransmit", "StateChange",
            "Unavailable", "end_marker", "netns_inode", "recorder"]
@@ -257,7 +258,7 @@ class Recorder:
         """Remove the end marker's two state changes; whether its last one was there."""
         for i in range(len(events) - 1, -1, -1):
             e = events[i]
-            if isinstance(e, StateChange) and e.sport == MARKER_PORT and (e.old, e.new) == ("LISTEN", "CLOSE"):
+            if isinstance(e, StateChange) and e.sport == MARKER_PORT and (e.old, e.new) == (State.LISTEN, State.CLOSE):
                 events[:] = [x for x in events if not (isinstance(x, StateChange) and x.sk == e.sk and
                                                        x.sport == MARKER_PORT)]
                 return True

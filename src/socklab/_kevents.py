@@ -26,6 +26,7 @@ import socket
 import struct
 
 from socklab import _bpf
+from socklab._vocab import State
 
 HEADER_BYTES = 64  # of a dropped packet, from its network header: IPv6 (40) + TCP ports, flags (14)
 REC_HEAD = struct.Struct("<QIIB3xI")
@@ -60,8 +61,8 @@ class StateChange(KernelEvent):
     never a `new` state here.
     """
 
-    old: str
-    new: str
+    old: State | None
+    new: State | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +75,7 @@ class ResetSent(KernelEvent):
     :class:`ResetReceived` comes first in the record.
     """
 
-    state: str
+    state: State | None
     reason: str  #: enum sk_rst_reason without its prefix (TCP_ABORT_ON_DATA, NO_SOCKET...); "" when unknown
 
 
@@ -88,14 +89,14 @@ class ResetReceived(KernelEvent):
     *sends* the RST, just before its :class:`ResetSent`.
     """
 
-    state: str
+    state: State | None
 
 
 @dataclasses.dataclass(frozen=True)
 class Retransmit(KernelEvent):
     """``tcp:tcp_retransmit_skb``: a segment was sent again by a socket in `state`."""
 
-    state: str
+    state: State | None
     err: int  #: 0, or the negative errno of the retransmission attempt
 
 
@@ -178,8 +179,9 @@ class Decoder:
         start, end, array, signed = where
         return raw[start:end] if array else int.from_bytes(raw[start:end], "little", signed=signed)
 
-    def state(self, value: int | None) -> str:
-        return self.states.get(value, "") if value else ""
+    def state(self, value: int | None) -> State | None:
+        """The state numbered `value` (the kernel's numbering, as ``State``), None for none or unknown."""
+        return State(value) if value in State._value2member_map_ else None
 
     def addresses(self, raw: bytes) -> tuple[int, str, int, str, int]:
         family = self.field(raw, "family")
