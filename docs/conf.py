@@ -57,6 +57,8 @@ sphinx_gallery_conf = {
         "../examples/03_reset",
         "../examples/04_comments",
         "../examples/05_original",
+        "../examples/06_server_closed_on_you",
+        "../examples/07_listeners",
     ],
     "within_subsection_order": "FileNameSortKey",
     "capture_repr": ("_repr_html_", "__repr__"),
