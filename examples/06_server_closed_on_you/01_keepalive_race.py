@@ -177,6 +177,8 @@ run_check.expect(
     calls={"client: poll(), timeout 0": "POLLIN|POLLRDHUP", "client: recv(MSG_PEEK)": b""},
     flow=EXCHANGE_AND_CLOSE + ["client [F.]", "server [.]"],
 )
+run.summarize(closer="server: close(), idle timeout",
+              sends=["client: send request #2", "client: send request #3"], recv="client: recv response #2")
 socklab.show(run.about())
 
 # %%

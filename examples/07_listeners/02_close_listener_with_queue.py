@@ -164,6 +164,7 @@ run_drained.expect(
 )
 assert run_drained.flow()[:10] == TWO_CLIENTS_QUEUED, run_drained.flow()
 assert "R" not in "".join(p.flags for p in run_drained.packets), "the page says nothing is reset"
+run.summarize(closer="listener: close() listener", recv="client A: recv response")
 socklab.show(run.about())
 
 # %%
