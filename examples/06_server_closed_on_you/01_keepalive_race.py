@@ -7,8 +7,8 @@ closed. Its kernel has already received the server's FIN, yet ``send()``
 succeeds: the FIN only said the server will send nothing more. The server's
 kernel answers the request with an RST, and the client's ``recv()`` then
 returns ``b''``, not ``ECONNRESET``: the end of file the FIN announced comes
-first. An HTTP client reports this as "Remote end closed connection without
-response". The client could have known before sending: ``poll()`` already
+first. Python's ``http.client`` reports this as "Remote end closed
+connection without response". The client could have known before sending: ``poll()`` already
 reports the FIN.
 """
 
@@ -21,6 +21,7 @@ reports the FIN.
 # is in ``FIN-WAIT-2``): the FIN arrived well before the next request, as
 # when a connection has been idle in a pool. Only then does the client send
 # its second request on the same socket.
+import http.client
 import select
 import socket
 
@@ -92,8 +93,8 @@ socklab.show(run.states())
 # no more). The ``recv()`` after the reset returns ``b''``, and so does the
 # next one: the FIN's end of file, not the reset's error. Only the third
 # ``send()`` fails, with ``EPIPE``. The client never sees ``ECONNRESET``;
-# what it sees is what Python's ``http.client`` turns into
-# ``RemoteDisconnected``: the connection ended without a response.
+# what it sees is an end of file where the response should be (Python's
+# ``http.client`` raises ``RemoteDisconnected``, as the last run below shows).
 socklab.show(run.results())
 
 # %%
@@ -155,6 +156,41 @@ socklab.show(run_check.results())
 socklab.show(run_check.trace())
 
 # %%
+# What http.client says
+# ---------------------
+# The first run again, with Python's ``http.client`` as the client: one
+# request and its response on a keep-alive connection, the server's idle
+# close, and a second request on the same connection.
+
+
+def http_client_reuses(lab):
+    listener = socket.create_server(("127.0.0.1", PORT))
+    conn = http.client.HTTPConnection("127.0.0.1", PORT)
+    conn.connect()
+    server, _ = listener.accept()
+    conn.request("GET", "/")
+    server.recv(1024)
+    server.send(RESPONSE)
+    lab.record("response #1", conn.getresponse().read())
+    lab.call(server.close, label="close(), idle timeout")
+    lab.wait_state(conn.sock, "CLOSE_WAIT")  # the FIN is in
+    conn.request("GET", "/")
+    try:
+        conn.getresponse()
+    except OSError as e:  # http.client's errors for a connection that ended are OSErrors
+        lab.record("getresponse() raised", f"{type(e).__name__}: {e}")
+
+
+run_http = socklab.run(http_client_reuses)
+
+# %%
+# ``getresponse()`` raises ``RemoteDisconnected``, "Remote end closed
+# connection without response": the ``b''`` of the first run, in
+# ``http.client``'s words (it is a subclass of ``ConnectionResetError``,
+# though the kernel reported no reset to the program).
+socklab.show(run_http.results())
+
+# %%
 # What this page claims
 # ---------------------
 # Checked against this build's runs: if the kernel does anything else, the
@@ -176,6 +212,10 @@ run.expect(
 run_check.expect(
     calls={"client: poll(), timeout 0": "POLLIN|POLLRDHUP", "client: recv(MSG_PEEK)": b""},
     flow=EXCHANGE_AND_CLOSE + ["client [F.]", "server [.]"],
+)
+run_http.expect(
+    values={"response #1": b"ok",
+            "getresponse() raised": "RemoteDisconnected: Remote end closed connection without response"},
 )
 run.summarize(closer="server: close(), idle timeout",
               sends=["client: send request #2", "client: send request #3"], recv="client: recv response #2")

@@ -19,6 +19,8 @@ its next ``send()`` with ``EPIPE``.
 # The scenario waits until the server's kernel has acknowledged it: the
 # bytes are in the server's ``Recv-Q``. The server program, which has not
 # read them (its idle timer fired just before they came), closes.
+import http.client
+import select
 import socket
 
 import socklab
@@ -81,7 +83,7 @@ socklab.show(run.states())
 # fails with ``ECONNRESET``, the next returns ``b''``, and a third ``send()``
 # fails with ``EPIPE``. (Python's ``http.client`` raises
 # ``ConnectionResetError`` here, where the previous page's ``b''`` gave
-# ``RemoteDisconnected``.) Neither outcome tells the client whether the
+# ``RemoteDisconnected``: the last run below.) Neither outcome tells the client whether the
 # server acted on its request: in this run it did not even read it, but an
 # ``ECONNRESET`` can as well follow a request the server processed. Retrying
 # is safe only for a request that may run twice.
@@ -104,6 +106,40 @@ socklab.show(run.trace())
 socklab.show(run.ladder())
 
 # %%
+# What http.client says
+# ---------------------
+# The same with Python's ``http.client`` as the client: one request and its
+# response, a second request, and the server's close once that request is
+# in its receive queue (``poll()`` reports it readable).
+
+
+def http_client_request_queued(lab):
+    listener = socket.create_server(("127.0.0.1", PORT))
+    conn = http.client.HTTPConnection("127.0.0.1", PORT)
+    conn.connect()
+    server, _ = listener.accept()
+    conn.request("GET", "/")
+    server.recv(1024)
+    server.send(RESPONSE)
+    lab.record("response #1", conn.getresponse().read())
+    conn.request("GET", "/")
+    lab.wait_poll(server, select.POLLIN, label="poll(POLLIN)")  # request #2 has arrived
+    lab.call(server.close, label="close(), request #2 unread")
+    try:
+        conn.getresponse()
+    except OSError as e:
+        lab.record("getresponse() raised", f"{type(e).__name__}: {e}")
+
+
+run_http = socklab.run(http_client_request_queued)
+
+# %%
+# ``getresponse()`` raises ``ConnectionResetError``: the ``ECONNRESET`` of
+# ``recv()``, where the previous page's end of file gave
+# ``RemoteDisconnected``.
+socklab.show(run_http.results())
+
+# %%
 # What this page claims
 # ---------------------
 # Checked against this build's run: if the kernel does anything else, the
@@ -119,6 +155,10 @@ run.expect(
         "after the server's close": {"client": None, "server": None},
     },
     packets={9: {"flags": "R.", "ack": 1 + 2 * len(REQUEST)}},  # both requests received
+)
+run_http.expect(
+    calls={"server: poll(POLLIN)": "POLLIN"},
+    values={"response #1": b"ok", "getresponse() raised": "ConnectionResetError: [Errno 104] Connection reset by peer"},
 )
 # For the site's matrix: the close and the client's first recv() (its
 # send() came after the recv(), an order the matrix's columns cannot show).
