@@ -120,6 +120,27 @@ socklab.show(run.trace())
 socklab.show(run.ladder())
 
 # %%
+# The paths through the state diagram
+# ------------------------------------
+# RFC 9293's state diagram (its Figure 5), with the path each socket took:
+# the figure's solid paths, the ordinary close, where the previous page's
+# server left the figure for ``CLOSED`` at once. The server's
+# ``shutdown(SHUT_WR)`` is the figure's ``close()`` (the RFC's CLOSE, "I
+# have no more data to send"): ``FIN-WAIT-1``, then ``FIN-WAIT-2`` once the
+# client acknowledged the FIN, then ``TIME-WAIT`` on the client's FIN. The
+# client goes through ``CLOSE-WAIT`` and, after its own ``close()``,
+# ``LAST-ACK``, too brief for a snapshot, to ``CLOSED``. The ``run.expect``
+# in this cell checks the states against the run.
+run.expect(
+    states={"after shutdown on server": {"server": "FIN_WAIT2", "client": "CLOSE_WAIT"},
+            "after close on client": {"server": "TIME_WAIT", "client": None}},
+)
+socklab.show(socklab.draw_state_diagram(highlight={
+    "client": socklab.state_path(["ESTABLISHED", "CLOSE_WAIT", "CLOSED"]),
+    "server": socklab.state_path(["ESTABLISHED", "FIN_WAIT2", "TIME_WAIT"]),
+}))
+
+# %%
 # A server cannot drain forever: a client that neither closes nor stops
 # sending would keep it reading. RFC 9112 lets it stop once it is
 # "reasonably certain" the client has received its response; servers bound

@@ -83,8 +83,10 @@ socklab.show(run.results())
 socklab.show(run.trace())
 
 # %%
-# The ladder: both clients' requests go in, and the two red ``RST-ACK``
-# arrows come back together at the listener's ``close()``.
+# The ladder draws one connection, client A's (it counts the other's
+# packets below it): the request goes in and is acknowledged, and nothing
+# more happens until the red ``RST-ACK`` leaves at the listener's
+# ``close()``, a call on neither of the connection's sockets.
 socklab.show(run.ladder())
 
 # %%

@@ -110,13 +110,9 @@ print(f"the second client's connect() took {waited:.3f} s")
 # retransmission), and only now the ``[S.]`` and the client's ``[.]``.
 # The server's kernel sent nothing for the dropped SYN, not even a SYN-ACK
 # to retransmit later: it keeps no record of a SYN it drops for a full
-# queue.
+# queue. (No ladder on this page: a ladder draws the connection of the
+# first SYN, and the story here is the second.)
 socklab.show(run.trace())
-
-# %%
-# The ladder: a SYN from the second client that goes nowhere, a gap of a
-# second, then the handshake.
-socklab.show(run.ladder())
 
 # %%
 # The default schedule
