@@ -33,8 +33,9 @@ def nobody_listening(lab):
 run = socklab.run(nobody_listening)
 
 # %%
-# The table is empty before and after: the client's socket never reached
-# ``SYN-SENT`` long enough to be seen, and nothing listens.
+# The table is empty before and after: nothing listens, and the client's
+# socket is listed only while it is connecting (``SYN-SENT``), which here
+# lasted one round trip, between the two snapshots.
 socklab.show(run.states())
 
 # %%
@@ -62,8 +63,8 @@ print(f"unanswered, with tcp_syn_retries = {retries}, it would fail after {gives
 socklab.show(run.trace())
 
 # %%
-# The ladder: one SYN out, one red ``RST-ACK`` back, and ``connect()``
-# returns below it.
+# The ladder: one SYN out, one red ``RST-ACK`` back, a few microseconds
+# later.
 socklab.show(run.ladder())
 
 # %%
