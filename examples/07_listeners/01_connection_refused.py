@@ -63,8 +63,7 @@ print(f"unanswered, with tcp_syn_retries = {retries}, it would fail after {gives
 socklab.show(run.trace())
 
 # %%
-# The ladder: one SYN out, one red ``RST-ACK`` back, a few microseconds
-# later.
+# The ladder: one SYN out, and one red ``RST-ACK`` straight back.
 socklab.show(run.ladder())
 
 # %%
