@@ -8,8 +8,8 @@ succeeds: the FIN only said the server will send nothing more. The server's
 kernel answers the request with an RST, and the client's ``recv()`` then
 returns ``b''``, not ``ECONNRESET``: the end of file the FIN announced comes
 first. Python's ``http.client`` reports this as "Remote end closed
-connection without response". The client could have known before sending: ``poll()`` already
-reports the FIN.
+connection without response". The client could have known before sending:
+``poll()`` already reports the FIN.
 """
 
 # %%
@@ -101,13 +101,15 @@ socklab.show(run.results())
 # Packet trace
 # ------------
 # The exchange, the server's ``[F.]`` and the client's ``[.]`` acknowledging
-# it (in most runs some 40 ms later: the client's kernel delays that ACK,
-# hoping to send it with data; the scenario waits for it, so the page does
-# not depend on it), then the client's second request ``[P.]`` and the server's ``[R]``.
+# it, then the client's second request ``[P.]`` and the server's ``[R]``.
 # The reset carries no ACK flag: its sequence number is the request's
 # acknowledgment number, as RFC 9293 asks of a reset answering a segment
-# that carries an ACK.
+# that carries an ACK. The line under the trace says how long the client's
+# kernel took to acknowledge the FIN in this run: it may delay an ACK by
+# some 40 ms, hoping to send it with data. The scenario waits for that ACK,
+# so nothing on the page depends on its timing.
 socklab.show(run.trace())
+print(f"the client's ACK of the FIN left {(run.packets[8].time_ns - run.packets[7].time_ns) / 1e6:.1f} ms after it")
 
 # %%
 # The ladder: the request crosses to a server that no longer has a program

@@ -93,11 +93,13 @@ socklab.show(run.results())
 # Packet trace
 # ------------
 # The first exchange, the second request ``[P.]`` and the server's ``[.]``
-# acknowledging it (in most runs some 40 ms later: a delayed ACK, which the
-# scenario waits for), then the server's ``[R.]`` where an ordinary close
+# acknowledging it, then the server's ``[R.]`` where an ordinary close
 # would send ``[F.]``. Its ``ack`` is the end of the second request: the
-# server's kernel had received it all.
+# server's kernel had received it all. The line under the trace says how
+# long that ACK took in this run (the kernel may delay an ACK by some 40 ms;
+# the scenario waits for it).
 socklab.show(run.trace())
+print(f"the server's ACK of request #2 left {(run.packets[8].time_ns - run.packets[7].time_ns) / 1e6:.1f} ms after it")
 
 # %%
 # The ladder: the second request and its ACK, then the red ``RST-ACK``
