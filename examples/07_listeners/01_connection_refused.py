@@ -42,14 +42,16 @@ socklab.show(run.states())
 # ``connect()`` fails with ``ECONNREFUSED`` ("Connection refused"). The
 # line below the table says how long the call lasted in this run: a
 # loopback round trip. Had the SYN gone unanswered (a firewall that drops
-# it, a host that is down), the same call would have retransmitted it
-# ``tcp_syn_retries`` times, waiting 1 second, then twice as long each time,
-# and failed with ``ETIMEDOUT``: the second line computes how long that is
-# with this namespace's setting.
+# it, a host that is down), the same call would have retransmitted it and
+# failed with ``ETIMEDOUT``, after 2\ :sup:`n+1` - 1 seconds for a
+# ``tcp_syn_retries`` of *n*: the second line computes it for this
+# namespace's setting (the page
+# :ref:`A full accept queue <sphx_glr_auto_examples_07_listeners_03_accept_queue_full.py>`
+# runs a shortened one).
 connect_call = run.call("client: connect()")
 took_ms = (connect_call.time_ns - connect_call.start_ns) / 1e6
 retries = run.value("tcp_syn_retries")
-gives_up_after = sum(2**i for i in range(retries + 1))  # 1 + 2 + 4 + ... seconds
+gives_up_after = 2 ** (retries + 1) - 1  # seconds: 1 + 2 + 4 + ...
 socklab.show(run.results())
 print(f"connect() took {took_ms:.3f} ms")
 print(f"unanswered, with tcp_syn_retries = {retries}, it would fail after {gives_up_after} s")

@@ -115,18 +115,49 @@ print(f"the second client's connect() took {waited:.3f} s")
 socklab.show(run.trace())
 
 # %%
-# The default schedule
+# The queue stays full
 # --------------------
 # Had the server not accepted, every retransmitted SYN would have been
-# dropped the same way. The client waits 1 second for the first answer,
-# then twice as long before each next retransmission, and gives up after
-# ``tcp_syn_retries`` of them (a per-socket ``TCP_SYNCNT`` overrides it):
-# ``connect()`` then fails with ``ETIMEDOUT``. This namespace's setting, and
-# when each SYN would leave:
-with open("/proc/sys/net/ipv4/tcp_syn_retries") as f:
-    SYN_RETRIES = int(f.read())
-sent_at = [2**i - 1 for i in range(SYN_RETRIES + 1)]  # 0, 1, 3, 7, ... seconds
-print(f"tcp_syn_retries = {SYN_RETRIES}: SYNs at {sent_at} s, ETIMEDOUT at {2 ** (SYN_RETRIES + 1) - 1} s")
+# dropped the same way, until the client gave up. With the defaults that
+# takes minutes, so this run shortens it: the second client sets
+# ``TCP_SYNCNT`` to 1 (one SYN retransmission, says ``tcp(7)``; the
+# namespace-wide setting is ``tcp_syn_retries``), and the server never
+# accepts.
+
+
+def queue_stays_full(lab):
+    for name in ("tcp_syn_retries", "tcp_syn_linear_timeouts"):
+        with open(f"/proc/sys/net/ipv4/{name}") as f:  # this namespace's settings
+            lab.record(name, int(f.read()))
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(0)
+    first = socket.create_connection(("127.0.0.1", PORT))
+    lab.name(first, "first client")
+    second = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    second.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+    lab.call(second.connect, ("127.0.0.1", PORT), label="connect(), TCP_SYNCNT 1", by="second client")
+    lab.snapshot("after connect")
+
+
+run_full = socklab.run(queue_stays_full)
+gave_up = run_full.call("second client: connect(), TCP_SYNCNT 1")
+gave_up_after = (gave_up.time_ns - gave_up.start_ns) / 1e9
+second_syns = [p for p in run_full.packets if p.flags == "S" and p.sport != run_full.packets[0].sport]
+
+# %%
+# ``connect()`` fails with ``ETIMEDOUT`` after 3 seconds. But the trace
+# holds *three* SYNs from the second client, one second apart: the kernel
+# retransmitted twice, where ``TCP_SYNCNT`` 1 asked for once. This kernel
+# spaces the first SYN retransmissions 1 second apart
+# instead of doubling the wait (``tcp_syn_linear_timeouts``, 4 by default,
+# below), while the moment it gives up stays where the doubling schedule
+# puts it: 1 + 2 = 3 seconds for one retransmission, 2\ :sup:`n+1` - 1
+# seconds for *n*; with the default ``tcp_syn_retries`` of 6, 127 seconds.
+socklab.show(run_full.results(), run_full.trace())
+print(f"connect() gave up after {gave_up_after:.3f} s; the second client's SYNs left at",
+      [round((p.time_ns - second_syns[0].time_ns) / 1e9, 2) for p in second_syns], "s")
 
 # %%
 # What this page claims
@@ -135,7 +166,8 @@ print(f"tcp_syn_retries = {SYN_RETRIES}: SYNs at {sent_at} s, ETIMEDOUT at {2 **
 # build fails here and says which claim broke. The second client's wait is
 # claimed to be one retransmission timeout: at least the 1 second initial
 # timeout and less than the 3 seconds at which a second retransmission
-# would leave.
+# would leave. In the last run, where nothing is accepted, the server's
+# kernel answers none of the second client's SYNs.
 HANDSHAKE_DROP_RETRY = ["first client [S]", "server [S.]", "first client [.]",
                         "second client [S]", "second client [S]", "server [S.]", "second client [.]"]
 assert run.flow()[:7] == HANDSHAKE_DROP_RETRY, f"the page says the SYN is dropped, then retried: {run.flow()}"
@@ -157,7 +189,17 @@ assert all(row.state.machine is not socklab.State.SYN_RECV for row in run.snapsh
     "the page says the server's kernel kept no record of the dropped SYN")
 assert run.packets[4].time_ns - run.packets[3].time_ns >= 0.99e9, "the page says one second passes"
 assert 0.99 <= waited < 3, "the page says the second client waited one retransmission timeout"
-assert SYN_RETRIES == 6 and sent_at[-1] == 63, "the default the page computes"
+run_full.expect(
+    calls={"second client: connect(), TCP_SYNCNT 1": "ETIMEDOUT"},
+    values={"tcp_syn_retries": 6, "tcp_syn_linear_timeouts": 4},
+    states={"after connect": {"second client": None, "listener": {"state": "LISTEN", "recv_q": 1}}},
+)
+assert len(second_syns) == 3, f"the page says three SYNs, one second apart: {len(second_syns)}"
+assert all(0.99e9 <= b.time_ns - a.time_ns < 1.9e9 for a, b in zip(second_syns, second_syns[1:], strict=False)), (
+    "the page says the SYNs left one second apart")
+assert 2.99 <= gave_up_after < 4.9, "the page says connect() gave up after 3 seconds"
+assert not any(p.dport == second_syns[0].sport for p in run_full.packets), (
+    "the page says the server's kernel never answered the second client")
 socklab.show(run.about())
 
 # %%
