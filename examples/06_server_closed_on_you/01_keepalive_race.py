@@ -189,7 +189,12 @@ run_http = socklab.run(http_client_reuses)
 # ``getresponse()`` raises ``RemoteDisconnected``, "Remote end closed
 # connection without response": the ``b''`` of the first run, in
 # ``http.client``'s words (it is a subclass of ``ConnectionResetError``,
-# though the kernel reported no reset to the program).
+# though the kernel reported no reset to the program). This run waits only
+# for the FIN to reach the client, not for the client's ACK of it, so the
+# second request may leave before that ACK and carry it: the server's
+# socket then meets the request in ``FIN-WAIT-1`` rather than
+# ``FIN-WAIT-2``. The client's FIN has arrived either way, and so has its
+# end of file.
 socklab.show(run_http.results())
 
 # %%
