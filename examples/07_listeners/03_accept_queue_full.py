@@ -153,12 +153,40 @@ second_syns = [p for p in run_full.packets if p.flags == "S" and p.sport != run_
 # retransmitted twice, where ``TCP_SYNCNT`` 1 asked for once. This kernel
 # has a setting, ``tcp_syn_linear_timeouts`` (4 here, below), that keeps
 # the first SYN retransmission timeouts at 1 second instead of doubling
-# them; the time at which it gives up is still the one the doubling
-# schedule gives, 1 + 2 = 3 seconds for one retransmission
-# (2\ :sup:`n+1` - 1 seconds for *n*), and that leaves room for two.
+# them, while the time at which it gives up is still the one the doubling
+# schedule gives: 2\ :sup:`n+1` - 1 seconds for *n* retransmissions,
+# 1 + 2 = 3 seconds here, which leaves room for two. The line under the
+# trace puts this run beside that rule, computed by ``syn_schedule`` below.
 socklab.show(run_full.results(), run_full.trace())
 print(f"connect() gave up after {gave_up_after:.3f} s; the second client's SYNs left at",
       [round((p.time_ns - second_syns[0].time_ns) / 1e9, 2) for p in second_syns], "s")
+
+
+def syn_schedule(retries, linear_timeouts):
+    """When each SYN leaves, and when connect() gives up (seconds): the first
+    linear_timeouts + 1 timeouts last 1 s, then each doubles; the kernel gives up at
+    the first timeout that ends 2**(retries + 1) - 1 seconds or more after the first SYN."""
+    limit, t, timeout, sent = 2 ** (retries + 1) - 1, 0, 1, [0]
+    while True:
+        t += timeout
+        if t >= limit:
+            return sent, t
+        sent.append(t)
+        if len(sent) > linear_timeouts + 1:
+            timeout *= 2
+
+
+# %%
+# The same rule with this namespace's defaults gives the schedule below:
+# ten retransmissions and some two minutes, where ``tcp(7)`` says of
+# ``tcp_syn_retries`` "The maximum number of times initial SYNs for an
+# active TCP connection attempt will be retransmitted" and "The default
+# value is 6, which corresponds to retrying for up to approximately 127
+# seconds". (This schedule is computed, not run: the build does not wait two
+# minutes. The shortened run above is what checks the rule.)
+DEFAULT_SENT, DEFAULT_GIVES_UP = syn_schedule(run_full.value("tcp_syn_retries"),
+                                              run_full.value("tcp_syn_linear_timeouts"))
+print(f"tcp_syn_retries 6, tcp_syn_linear_timeouts 4: SYNs at {DEFAULT_SENT} s, ETIMEDOUT at {DEFAULT_GIVES_UP} s")
 
 # %%
 # What this page claims
@@ -199,6 +227,7 @@ assert len(second_syns) == 3, f"the page says three SYNs, one second apart: {len
 assert all(0.99e9 <= b.time_ns - a.time_ns < 1.9e9 for a, b in zip(second_syns, second_syns[1:], strict=False)), (
     "the page says the SYNs left one second apart")
 assert 2.99 <= gave_up_after < 4.9, "the page says connect() gave up after 3 seconds"
+assert syn_schedule(1, 4) == ([0, 1, 2], 3) and len(DEFAULT_SENT) == 11, "the rule's results, as the page states them"
 assert not any(p.dport == second_syns[0].sport for p in run_full.packets), (
     "the page says the server's kernel never answered the second client")
 socklab.show(run.about())
@@ -211,6 +240,8 @@ socklab.show(run.about())
 #    protocol supports retransmission, the request may be ignored so that a later
 #    reattempt at connection succeeds"; on Linux the backlog is the length of the queue
 #    of completely established sockets), ``tcp(7)`` (``tcp_syn_retries``,
-#    ``tcp_abort_on_overflow``, ``TCP_SYNCNT``), ``connect(2)`` (``EINPROGRESS``,
-#    ``ETIMEDOUT``); RFC 6298 section 2 (the initial retransmission timeout of 1 second);
-#    RFC 9293 section 3.8.1 (retransmission timeout).
+#    ``tcp_abort_on_overflow``; ``TCP_SYNCNT``: "Set the number of SYN retransmits that
+#    TCP should send before aborting the attempt to connect"), the kernel's
+#    ``Documentation/networking/ip-sysctl.rst`` (``tcp_syn_linear_timeouts``),
+#    ``connect(2)`` (``EINPROGRESS``, ``ETIMEDOUT``); RFC 6298 section 2 (the initial
+#    retransmission timeout of 1 second); RFC 9293 section 3.8.1 (retransmission timeout).
