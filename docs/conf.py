@@ -57,6 +57,8 @@ sphinx_gallery_conf = {
         "../examples/03_reset",
         "../examples/04_comments",
         "../examples/05_original",
+        "../examples/06_server_closed_on_you",
+        "../examples/07_listeners",
         "../examples/08_waiting_sockets",
         "../examples/09_broken_pipes",
     ],
