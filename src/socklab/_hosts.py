@@ -187,6 +187,7 @@ class TwoHosts:
         assert self.link is not None
         return {
             "delay": self.link.delay_ns / 1e9,
+            "realtime relay": self.link.realtime,
             "hosts": {h.name: {"ipv4": h.ipv4, "ipv6": h.ipv6, "sysctls": dict(self._settings[h.name])}
                       for h in self.hosts().values()},
         }

@@ -1,0 +1,189 @@
+"""Two hosts and the link between them: delay, loss, held packets, a scripted peer, sysctls, cleanup.
+
+Every scenario runs through ``socklab.run``, so the topology is built inside
+the run's own isolated child (never in the test process's namespace), and
+sends what it saw home with ``lab.record``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import textwrap
+import threading
+
+import pytest
+
+import socklab
+from socklab import _timers
+from socklab._hosts import WireUnavailable, sent_by, two_hosts
+from socklab._wire import CUT, DELIVERED, DROPPED, INJECTED
+
+PORT = 4321
+CLIENT, SERVER = "192.0.2.1", "192.0.2.2"
+TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def wire_available():
+    """Skip (visibly) where this machine refuses two hosts; never on CI, where it must work."""
+    def probe(lab):
+        with two_hosts(delay=0):
+            pass
+
+    try:
+        socklab.run(probe)
+    except socklab.ScenarioError as e:
+        if "WireUnavailable" not in str(e) or os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"two hosts are not possible here: {str(e).splitlines()[0]}")
+
+
+def connected(net):
+    """An established client/server pair across the link, and the listener."""
+    with net.server:
+        listener = socket.socket()
+        listener.bind(("0.0.0.0", PORT))
+        listener.listen()
+    with net.client:
+        client = socket.create_connection((SERVER, PORT), timeout=5)
+    server, _ = listener.accept()
+    return listener, client, server
+
+
+def segments(frames):
+    """(sender, flags, fate) of every TCP segment on the link."""
+    return [(f.sender, f.packet.flags, f.fate) for f in frames if f.packet is not None]
+
+
+def test_round_trip_time_is_twice_the_one_way_delay():
+    def scenario(lab):
+        with two_hosts(delay=0.025) as net:
+            listener, client, server = connected(net)
+            for s in (listener, client, server):
+                s.close()
+            lab.record("frames", net.frames())
+
+    frames = socklab.run(scenario).value("frames")
+    syn = next(f for f in frames if f.packet is not None and f.packet.flags == "S")
+    synack = next(f for f in frames if f.packet is not None and f.packet.flags == "S.")
+    # the client's round trip, on the link's clock: its SYN entering, the SYN-ACK reaching it
+    _timers.within("SYN to SYN-ACK", syn.sent_ns, synack.arrived_ns, 0.050, 0.005)
+    assert all(abs(f.transit - 0.025) < 0.005 for f in frames if f.fate == DELIVERED)
+    assert [(s, flags) for s, flags, _ in segments(frames)][:3] == [
+        ("client", "S"), ("server", "S."), ("client", ".")]
+
+
+def test_a_dead_server_makes_send_end_in_etimedout_under_tcp_user_timeout():
+    def scenario(lab):
+        with two_hosts(delay=0.025) as net:
+            listener, client, server = connected(net)
+            client.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT, 1000)
+            net.link.drop(sent_by(net.server))  # the server's host died: nothing comes back
+            lab.call(client.send, b"hello", label="send")
+            client.settimeout(5)
+            lab.call(client.recv, 100, label="recv")
+            lab.record("frames", net.frames())
+            for s in (listener, client, server):
+                s.close()
+
+    run = socklab.run(scenario)
+    assert run.call("recv").errno == "ETIMEDOUT"
+    frames = run.value("frames")
+    data = [f for f in frames if f.packet is not None and f.packet.length]
+    assert len(data) >= 3, "the data was retransmitted with backoff"
+    assert all(f.fate == DELIVERED for f in data)  # they reach the server; its ACKs die
+    answers = [f for f in frames[data[0].index:] if f.sender == "server" and f.packet is not None]
+    assert answers and {f.fate for f in answers} == {DROPPED}
+    # data[1] is the tail loss probe (RFC 8985; tcp_schedule_loss_probe: 2 * SRTT + TCP_RTO_MIN with one
+    # segment out, but never later than the RTO, here SRTT + 200 ms), data[2] the first retransmission
+    # by the RTO; TCP_USER_TIMEOUT counts from that one (tp->retrans_stamp), not from the first send:
+    # measured here 1.53 s after the send, 1.28 s with the loss probe off (tcp_early_retrans=0).
+    _timers.within("ETIMEDOUT after the first RTO retransmission", data[2].sent_ns, run.call("recv").time_ns,
+                   1.0, 0.3)
+    assert (data[1].sent_ns - data[0].sent_ns) / 1e9 == pytest.approx(0.050 + _timers.TCP_RTO_MIN, abs=0.03)
+
+
+def test_a_dropped_first_fin_is_retransmitted():
+    def scenario(lab):
+        with two_hosts(delay=0.010) as net:
+            listener, client, server = connected(net)
+            net.link.drop(lambda p: "F" in p.flags, count=1)
+            client.close()
+            net.link.wait_packet("F.", sender="client", after=1, fate=DELIVERED)
+            with net.server:
+                lab.wait_state(server, "CLOSE_WAIT")
+            lab.record("frames", net.frames())
+            server.close()
+            listener.close()
+
+    frames = socklab.run(scenario).value("frames")
+    fins = [f for f in frames if f.packet is not None and "F" in f.packet.flags]
+    assert [(f.sender, f.fate) for f in fins] == [("client", DROPPED), ("client", DELIVERED)]
+    assert fins[0].packet.seq == fins[1].packet.seq
+    assert (fins[1].sent_ns - fins[0].sent_ns) / 1e9 >= _timers.TCP_RTO_MIN  # after an RTO
+
+
+def test_held_fins_released_together_make_a_simultaneous_close():
+    def scenario(lab):
+        with two_hosts(delay=0.010) as net:
+            listener, client, server = connected(net)
+            ends = {"client": (f"{CLIENT}:50000", f"{SERVER}:{PORT}"), "server": (f"{SERVER}:{PORT}", f"{CLIENT}:50000")}
+            fins = net.link.hold(lambda p: "F" in p.flags, count=2)
+            client.close()
+            server.close()
+            net.link.wait_held(2)
+            acks = net.link.hold(lambda p: p.flags == ".", count=2)  # keep both in CLOSING to see it
+            net.link.release()
+            net.link.wait_held(2)
+            for name in ("client", "server"):
+                with net.hosts()[name]:
+                    lab.wait_state(ends[name], "CLOSING")
+                    lab.snapshot(f"{name} while the ACKs are held")
+            net.link.release()
+            for name in ("client", "server"):
+                with net.hosts()[name]:
+                    lab.wait_state(ends[name], "TIME_WAIT")
+            lab.record("rules", (fins.matched, acks.matched))
+            lab.record("frames", net.frames())
+            listener.close()
+
+    run = socklab.run(scenario)
+    assert run.value("rules") == (2, 2)
+    for name in ("client", "server"):
+        rows = run.snapshot(f"{name} while the ACKs are held").rows
+        assert [r.state.name for r in rows if r.local.port in (PORT, 50000) and r.state.name != "LISTEN"] == [
+            "CLOSING"]
+    tail = segments(run.value("frames"))[-4:]
+    assert sorted(tail) == [("client", ".", DELIVERED), ("client", "F.", DELIVERED),
+                            ("server", ".", DELIVERED), ("server", "F.", DELIVERED)]
+
+
+def test_an_in_window_rst_draws_a_challenge_ack_and_an_out_of_window_one_nothing():
+    def scenario(lab):
+        from scapy.layers.inet import IP, TCP
+
+        with two_hosts(delay=0.005) as net:
+            listener, client, server = connected(net)
+            synack = net.link.wait_packet("S.", sender="server").packet
+            rcv_nxt = (synack.seq + 1) % 2**32  # what the client expects next from the server
+            net.send_to(net.client, IP(src=SERVER, dst=CLIENT) / TCP(sport=PORT, dport=50000, flags="R",
+                                                                      seq=(rcv_nxt + 2**30) % 2**32))
+            net.send_to(net.client, IP(src=SERVER, dst=CLIENT) / TCP(sport=PORT, dport=50000, flags="R",
+                                                                      seq=(rcv_nxt + 1000) % 2**32))
+            challenge = net.link.wait_packet(".", sender="client", after=1)
+            with net.client:
+                lab.wait_state(client, "ESTABLISHED")
+            lab.record("rcv_nxt", rcv_nxt)
+            lab.record("frames", net.frames())
+            for s in (listener, client, server):
+                s.close()
+            assert challenge.packet.ack == rcv_nxt
+
+    run = socklab.run(scenario)
+    frames = run.value("frames")
+    injected = [i for i, f in enumerate(frames) if f.fate == INJECTED]
+    after = [f for f in frames[injected[0]:] if f.sender == "client" and f.packet is not None]
+    assert len(injected) == 2
+    assert [f.packet.flags for f in after] == ["."], "one challenge ACK, for the in-window RST only"
+    assert after[0].packet.ack == run.value("rcv_nxt")
