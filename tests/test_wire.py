@@ -187,3 +187,199 @@ def test_an_in_window_rst_draws_a_challenge_ack_and_an_out_of_window_one_nothing
     assert len(injected) == 2
     assert [f.packet.flags for f in after] == ["."], "one challenge ACK, for the in-window RST only"
     assert after[0].packet.ack == run.value("rcv_nxt")
+
+
+def test_a_cut_link_loses_what_is_sent_and_restoring_it_lets_the_retransmission_through():
+    def scenario(lab):
+        with two_hosts(delay=0.005) as net:
+            listener, client, server = connected(net)
+            net.link.cut()
+            client.sendall(b"during the cut")
+            net.link.wait_packet("P.", sender="client", fate=CUT)
+            net.link.restore()
+            server.settimeout(5)
+            lab.call(server.recv, 100, label="recv")
+            lab.record("frames", net.frames())
+            for s in (listener, client, server):
+                s.close()
+
+    run = socklab.run(scenario)
+    assert run.call("recv").value == b"during the cut"
+    data = [f for f in run.value("frames") if f.packet is not None and f.packet.length]
+    assert [f.fate for f in data][:2] == [CUT, DELIVERED]
+
+
+def test_a_slowed_segment_is_overtaken_by_the_next_one():
+    def scenario(lab):
+        with two_hosts(delay=0.005) as net:
+            listener, client, server = connected(net)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            net.link.slow(lambda p: p.payload == b"first", 0.030, count=1)
+            client.send(b"first")
+            net.link.wait_packet("P.", sender="client", match=lambda p: p.payload == b"first")
+            client.send(b"second")
+            server.settimeout(5)
+            got = b""
+            while len(got) < 11:
+                got += server.recv(100)
+            # the slowed original may come after a retransmission (RACK saw "second" SACKed first)
+            net.link.wait_packet("P.", sender="client", match=lambda p: p.payload == b"first", fate=DELIVERED)
+            lab.record("frames", net.frames())
+            lab.record("received", got)
+            for s in (listener, client, server):
+                s.close()
+
+    run = socklab.run(scenario)
+    data = [f for f in run.value("frames") if f.packet is not None and f.packet.length]
+    arrived = sorted(data[:2], key=lambda f: f.arrived_ns)
+    assert [f.packet.payload for f in arrived] == [b"second", b"first"]
+    assert run.value("received") == b"firstsecond"  # TCP puts them back in order
+
+
+def test_dropped_syns_make_connect_time_out_like_a_firewall():
+    def scenario(lab):
+        with two_hosts(delay=0.005) as net:
+            with net.server:
+                listener = socket.socket()
+                listener.bind(("0.0.0.0", PORT))
+                listener.listen()
+            net.link.drop(lambda p: p.flags == "S")
+            with net.client:
+                client = socket.socket()
+            client.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT, 500)
+            lab.call(client.connect, (SERVER, PORT), label="connect")
+            lab.record("frames", net.frames())
+            client.close()
+            listener.close()
+
+    run = socklab.run(scenario)
+    assert run.call("connect").errno == "ETIMEDOUT"
+    syns = [f for f in run.value("frames") if f.packet is not None and f.packet.flags == "S"]
+    assert {f.fate for f in syns} == {DROPPED}
+    connect = run.call("connect")
+    # The SYN's first retransmission timer is not shortened to the user timeout: it fires at
+    # TCP_TIMEOUT_INIT (1 s) and retransmits (a timeout needs a retransmission first); the next
+    # timer is clamped to the time left, none, and fires at once: ETIMEDOUT just after 1 s.
+    assert len(syns) == 2
+    _timers.within("the SYN's retransmission", syns[0].sent_ns, syns[1].sent_ns, _timers.TCP_TIMEOUT_INIT, 0.2)
+    _timers.within("connect() under TCP_USER_TIMEOUT 500 ms", connect.start_ns, connect.time_ns,
+                   _timers.TCP_TIMEOUT_INIT, 0.2)
+
+
+def test_sysctls_apply_to_their_host_only_and_are_returned_as_data():
+    def scenario(lab):
+        with two_hosts(delay=0, sysctls={"tcp_retries2": 5}, client={"tcp_fin_timeout": 7, "somaxconn": 16},
+                       server={"tcp_fin_timeout": 9, "net.ipv4.tcp_rfc1337": 1}) as net:
+            lab.record("settings", net.settings())
+            lab.record("read", {h.name: (h.sysctl("tcp_fin_timeout"), h.sysctl("somaxconn"),
+                                         h.sysctl("tcp_rfc1337"), h.sysctl("tcp_retries2"))
+                                for h in net.hosts().values()})
+        with open("/proc/sys/net/ipv4/tcp_fin_timeout") as f:
+            lab.record("scenario's own", f.read().strip())
+
+    run = socklab.run(scenario)
+    assert run.value("read") == {"client": ("7", "16", "0", "5"), "server": ("9", "4096", "1", "5")}
+    assert run.value("scenario's own") == "60"
+    settings = run.value("settings")
+    assert settings["hosts"]["client"]["sysctls"] == {
+        "net.ipv4.ip_local_port_range": "50000 50001", "net.ipv4.tcp_retries2": "5",
+        "net.ipv4.tcp_fin_timeout": "7", "net.core.somaxconn": "16"}
+    assert settings["hosts"]["server"]["ipv4"] == SERVER and settings["delay"] == 0
+
+
+def test_ipv6_crosses_the_link_between_documentation_addresses():
+    def scenario(lab):
+        with two_hosts(delay=0.002) as net:
+            with net.server:
+                listener = socket.socket(socket.AF_INET6)
+                listener.bind(("::", PORT))
+                listener.listen()
+            with net.client:
+                client = socket.create_connection(("2001:db8::2", PORT), timeout=5)
+            server, peer = listener.accept()
+            lab.record("peer", peer[0])
+            lab.record("packets", [p.line(0) for p in net.packets()])
+            for s in (listener, client, server):
+                s.close()
+
+    run = socklab.run(scenario)
+    assert run.value("peer") == "2001:db8::1"
+    assert "IP6 2001:db8::1.50000 > 2001:db8::2.4321: Flags [S]" in run.value("packets")[0]
+
+
+def test_everything_is_cleaned_up_when_the_scenario_raises_inside_a_host():
+    def scenario(lab):
+        def state():
+            return (sorted(os.listdir("/proc/self/fd")), [t.name for t in threading.enumerate()],
+                    os.readlink("/proc/thread-self/ns/net"), __import__("sys").getswitchinterval())
+
+        before = state()
+        try:
+            with two_hosts(delay=0.010) as net:
+                listener, client, server = connected(net)
+                net.link.hold(lambda p: "F" in p.flags)
+                client.close()
+                net.link.wait_held(1)
+                with net.server:
+                    raise ValueError("the scenario failed here")
+        except ValueError:
+            pass
+        for s in (listener, server):
+            s.close()
+        lab.record("same", state() == before)
+        lab.record("fates", [f.fate for f in net.frames() if f.packet is not None and "F" in f.packet.flags])
+
+    run = socklab.run(scenario)
+    assert run.value("same") is True
+    assert run.value("fates") == ["lost"]  # the held FIN went down with the link
+
+
+def test_a_machine_that_refuses_namespaces_gets_a_message_with_a_fix(monkeypatch):
+    from socklab import _rtnl
+
+    def refuse():
+        raise PermissionError(1, "unshare(CLONE_NEWNET): Operation not permitted")
+
+    monkeypatch.setattr(_rtnl, "new_namespace", refuse)
+    with pytest.raises(WireUnavailable, match="Operation not permitted.*Fix: run as root"):
+        two_hosts()
+
+
+UNPRIVILEGED = textwrap.dedent("""
+    import os, socket, socklab
+    from socklab._hosts import two_hosts
+
+    def scenario(lab):
+        with two_hosts(delay=0.025, client={"tcp_fin_timeout": 7}) as net:
+            with net.server:
+                listener = socket.socket()
+                listener.bind(("0.0.0.0", 4321))
+                listener.listen()
+            net.link.drop(lambda p: "F" in p.flags, count=1)
+            with net.client:
+                client = socket.create_connection(("192.0.2.2", 4321), timeout=5)
+            server, _ = listener.accept()
+            client.close()
+            net.link.wait_packet("F.", sender="client", after=1, fate="delivered")
+            lab.record("frames", net.frames())
+            lab.record("settings", net.settings())
+            for s in (listener, server):
+                s.close()
+
+    run = socklab.run(scenario)
+    frames = run.value("frames")
+    syn, synack = (next(f for f in frames if f.packet and f.packet.flags == flags) for flags in ("S", "S."))
+    print(os.getuid(), run.isolation.mode, run.value("settings")["realtime relay"],
+          run.value("settings")["hosts"]["client"]["sysctls"]["net.ipv4.tcp_fin_timeout"])
+    print(round((synack.arrived_ns - syn.sent_ns) / 1e6))
+    print(" ".join(f"{f.packet.flags}:{f.fate}" for f in frames if f.packet and "F" in f.packet.flags))
+""")
+
+
+def test_two_hosts_work_for_an_unprivileged_user(unprivileged):
+    result = unprivileged.run(["-c", UNPRIVILEGED])
+    assert result.returncode == 0, result.stderr
+    ids, rtt, fins = result.stdout.splitlines()
+    assert ids == "65534 userns+netns False 7"  # no real-time relay without CAP_SYS_NICE
+    assert 45 <= int(rtt) <= 80, f"RTT {rtt} ms for 50 ms set (no real-time priority: scheduler jitter)"
+    assert fins == "F.:dropped F.:delivered"
