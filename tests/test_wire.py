@@ -128,7 +128,8 @@ def test_held_fins_released_together_make_a_simultaneous_close():
     def scenario(lab):
         with two_hosts(delay=0.010) as net:
             listener, client, server = connected(net)
-            ends = {"client": (f"{CLIENT}:50000", f"{SERVER}:{PORT}"), "server": (f"{SERVER}:{PORT}", f"{CLIENT}:50000")}
+            ends = {"client": (f"{CLIENT}:50000", f"{SERVER}:{PORT}"),
+                    "server": (f"{SERVER}:{PORT}", f"{CLIENT}:50000")}
             fins = net.link.hold(lambda p: "F" in p.flags, count=2)
             client.close()
             server.close()
@@ -161,16 +162,14 @@ def test_held_fins_released_together_make_a_simultaneous_close():
 
 def test_an_in_window_rst_draws_a_challenge_ack_and_an_out_of_window_one_nothing():
     def scenario(lab):
-        from scapy.layers.inet import IP, TCP
-
         with two_hosts(delay=0.005) as net:
             listener, client, server = connected(net)
             synack = net.link.wait_packet("S.", sender="server").packet
             rcv_nxt = (synack.seq + 1) % 2**32  # what the client expects next from the server
-            net.send_to(net.client, IP(src=SERVER, dst=CLIENT) / TCP(sport=PORT, dport=50000, flags="R",
-                                                                      seq=(rcv_nxt + 2**30) % 2**32))
-            net.send_to(net.client, IP(src=SERVER, dst=CLIENT) / TCP(sport=PORT, dport=50000, flags="R",
-                                                                      seq=(rcv_nxt + 1000) % 2**32))
+            # RFC 5961 section 3.2: an RST outside the window is dropped silently; one inside it but
+            # not exactly at RCV.NXT is answered with a "challenge ACK" (tcp_validate_incoming)
+            net.forge(net.server, "R", sport=PORT, dport=50000, seq=rcv_nxt + 2**30)
+            net.forge(net.server, "R", sport=PORT, dport=50000, seq=rcv_nxt + 1000)
             challenge = net.link.wait_packet(".", sender="client", after=1)
             with net.client:
                 lab.wait_state(client, "ESTABLISHED")
@@ -187,6 +186,26 @@ def test_an_in_window_rst_draws_a_challenge_ack_and_an_out_of_window_one_nothing
     assert len(injected) == 2
     assert [f.packet.flags for f in after] == ["."], "one challenge ACK, for the in-window RST only"
     assert after[0].packet.ack == run.value("rcv_nxt")
+
+
+@pytest.mark.parametrize(("rfc1337", "answer"), [(0, "R"), (1, ".")])
+def test_an_rst_into_time_wait_ends_it_unless_tcp_rfc1337_is_set(rfc1337, answer):
+    def scenario(lab):
+        with two_hosts(delay=0.002, client={"tcp_rfc1337": rfc1337}) as net:
+            listener, client, server = connected(net)
+            client.close()
+            server.close()
+            fin = net.link.wait_packet("F.", sender="server", fate=DELIVERED).packet
+            with net.client:
+                lab.wait_state((f"{CLIENT}:50000", f"{SERVER}:{PORT}"), "TIME_WAIT")
+            net.forge(net.server, "R", sport=PORT, dport=50000, seq=fin.seq + 1)  # exactly RCV.NXT
+            # an old ACK: a TIME_WAIT socket answers it with an ACK, no socket at all with an RST
+            probe = net.forge(net.server, "A", sport=PORT, dport=50000, seq=fin.seq, ack=fin.ack)
+            reply = net.link.wait_packet(match=lambda p: p.frame > probe.index, sender="client")
+            lab.record("reply", reply.packet.flags)
+            listener.close()
+
+    assert socklab.run(scenario).value("reply") == answer
 
 
 def test_a_cut_link_loses_what_is_sent_and_restoring_it_lets_the_retransmission_through():

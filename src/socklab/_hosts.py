@@ -146,7 +146,7 @@ class TwoHosts:
         self.link = Link(ends, delay)
         for host in hosts.values():
             other = self.server if host is self.client else self.client
-            given = {"ip_local_port_range": "%d %d" % _netns.EPHEMERAL_PORTS,
+            given = {"ip_local_port_range": "{} {}".format(*_netns.EPHEMERAL_PORTS),
                      **common, **(client if host is self.client else server)}
             with host:
                 _rtnl.disable_tx_checksum("eth0")
@@ -210,6 +210,25 @@ class TwoHosts:
         ethertype = b"\x86\xdd" if raw[0] >> 4 == 6 else b"\x08\x00"
         frame = _rtnl.mac_bytes(target.mac) + _rtnl.mac_bytes(other.mac) + ethertype + raw
         return self.link.inject(target.name, frame)
+
+    def forge(self, sender: Host | str, flags: str, *, sport: int, dport: int, seq: int, ack: int | None = None,
+              payload: bytes = b"", ipv6: bool = False) -> LinkFrame:
+        """The scripted peer: a TCP segment as if `sender` sent it, put on the link toward the other host.
+
+        Numbers are absolute (take them from the link's capture: ``wait_packet(...).packet.seq``);
+        `flags` in scapy's letters (``"R"``, ``"RA"``, ``"A"``); an ACK flag is added when `ack` is
+        given. Built with scapy (checksums included), without options.
+        """
+        from scapy.layers.inet import IP, TCP
+        from scapy.layers.inet6 import IPv6
+
+        source = self.hosts()[sender] if isinstance(sender, str) else sender
+        target = self.server if source is self.client else self.client
+        ip = (IPv6(src=source.ipv6, dst=target.ipv6) if ipv6 else IP(src=source.ipv4, dst=target.ipv4))
+        if ack is not None and "A" not in flags:
+            flags += "A"
+        segment = TCP(sport=sport, dport=dport, flags=flags, seq=seq % 2**32, ack=(ack or 0) % 2**32)
+        return self.send_to(target, ip / segment / payload if payload else ip / segment)
 
 
 def sent_by(host: Host) -> Predicate:

@@ -91,7 +91,7 @@ class LinkFrame:
 
     @property
     def packet(self) -> _trace.Packet | None:
-        """The TCP segment it carries (numbers absolute), or None."""
+        """The TCP segment it carries (numbers absolute; its ``frame`` is this index), or None."""
         return _trace.parse(self.data, self.sent_ns, self.index)
 
     @property
