@@ -136,14 +136,12 @@ class TwoHosts:
                 _rtnl.write_sysctl("net.ipv6.conf.default.addr_gen_mode", 1)  # no link-local address
                 _rtnl.write_sysctl("net.ipv6.conf.default.accept_dad", 0)
                 _netns.set_link_up("lo")
-        ends = {}
         with _rtnl.inside(wire):
             _rtnl.write_sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+            self.link = Link(Link.open_wire(), {host.name: f"w{i}" for i, host in enumerate(hosts.values())}, delay)
             for i, host in enumerate(hosts.values()):
                 _rtnl.add_veth(f"w{i}", f"02:00:00:00:0{i + 1}:00", "eth0", host.mac, host.namespace)
                 _netns.set_link_up(f"w{i}")
-                ends[host.name] = Link.open_end(f"w{i}")
-        self.link = Link(ends, delay)
         for host in hosts.values():
             other = self.server if host is self.client else self.client
             given = {"ip_local_port_range": "{} {}".format(*_netns.EPHEMERAL_PORTS),

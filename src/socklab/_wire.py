@@ -5,9 +5,10 @@ Theory of operation
 The two hosts' interfaces are the far ends of two veth pairs whose near ends
 (``w0`` toward the client, ``w1`` toward the server) sit in a third, "wire",
 namespace with no addresses, so its kernel forwards nothing. One thread,
-the relay, reads every frame that arrives on ``w0`` or ``w1`` from a packet
-socket (``AF_PACKET``, ``ETH_P_ALL``, with ``PACKET_IGNORE_OUTGOING`` so it
-never reads back what it sent) and writes it out of the other one. Whatever
+the relay, reads every frame that arrives on ``w0`` or ``w1`` from one packet
+socket (``AF_PACKET``, ``ETH_P_ALL``, bound to no interface, with
+``PACKET_IGNORE_OUTGOING`` so it never reads back what it sent) and writes it
+out of the other one. Whatever
 the link does to a packet happens in between, decided by the scenario:
 
 * **delay**: a frame leaves at the kernel's timestamp of its arrival plus the
@@ -126,9 +127,12 @@ class Rule:
 class Link:
     """A relay between two packet sockets, one per host side; runs a thread once started."""
 
-    def __init__(self, ends: dict[str, socket.socket], delay: float = 0.0) -> None:
-        (self._a, sock_a), (self._b, sock_b) = ends.items()
-        self._socks = {self._a: sock_a, self._b: sock_b}
+    def __init__(self, sock: socket.socket, ends: dict[str, str], delay: float = 0.0) -> None:
+        """`sock` from ``open_wire()``; `ends` maps each host's name to its interface here."""
+        self._sock = sock
+        (self._a, if_a), (self._b, if_b) = ends.items()
+        self._ifname = {self._a: if_a, self._b: if_b}
+        self._side = {if_a: self._a, if_b: self._b}
         self._other = {self._a: self._b, self._b: self._a}
         self.delay_ns = round(delay * 1e9)
         self._frames: list[LinkFrame] = []
@@ -147,13 +151,18 @@ class Link:
         self.realtime = False
 
     @staticmethod
-    def open_end(ifname: str) -> socket.socket:
-        """A packet socket on `ifname` in the calling thread's namespace, for ``Link``."""
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    def open_wire() -> socket.socket:
+        """The relay's packet socket: every interface of the calling thread's namespace.
+
+        One socket for both ends, bound to no interface (it reads all of them and says which
+        one in each frame's address; it writes to the one named in ``sendto``): closing a
+        packet socket waits for an RCU grace period (``synchronize_net``, ~12 ms here), so one
+        socket instead of two halves what tearing the link down costs.
+        """
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.htons(ETH_P_ALL))
         try:
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.bind((ifname, ETH_P_ALL))  # protocol at bind only: one hook registration
             sock.setblocking(False)
         except BaseException:
             sock.close()
@@ -247,14 +256,16 @@ class Link:
         """Send an Ethernet frame to host `toward` now, as if it came down the link (a scripted peer)."""
         with self._changed:
             now = time.time_ns()
-            self._socks[toward].send(data)
+            self._sock.sendto(data, (self._ifname[toward], 0))
             frame = LinkFrame(len(self._frames), "wire", toward, now, time.time_ns(), INJECTED, None, data)
             self._frames.append(frame)
             self._changed.notify_all()
         return frame
 
     def close(self) -> None:
-        """Stop and join the relay, close its sockets; frames still on the link become lost."""
+        """Stop and join the relay, close its sockets; frames still on the link become lost (idempotent)."""
+        if self._wake_w < 0:
+            return
         self._stopping = True
         self._wake()
         if self._thread is not None:
@@ -266,8 +277,7 @@ class Link:
                 if frame.fate in (HELD, QUEUED):
                     self._frames[i] = dataclasses.replace(frame, fate=LOST)
             self._queue, self._held = [], []
-        for sock in self._socks.values():
-            sock.close()
+        self._sock.close()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
         self._wake_r = self._wake_w = -1
@@ -314,8 +324,7 @@ class Link:
             self.realtime = True
         except OSError:
             self.realtime = False
-        readers = {sock.fileno(): side for side, sock in self._socks.items()}
-        fds = [*readers, self._wake_r]
+        fds = [self._sock.fileno(), self._wake_r]
         try:
             while not self._stopping:
                 with self._changed:
@@ -326,20 +335,22 @@ class Link:
                     if fd == self._wake_r:
                         os.read(self._wake_r, 4096)
                     else:
-                        self._receive(readers[fd])
+                        self._receive()
                 self._send_due()
         except BaseException as e:  # noqa: BLE001 - reported to whoever waits on the link
             with self._changed:
                 self.error = e
                 self._changed.notify_all()
 
-    def _receive(self, side: str) -> None:
-        sock = self._socks[side]
+    def _receive(self) -> None:
         while True:
             try:
-                data, ancillary, _flags, _addr = sock.recvmsg(65536, socket.CMSG_SPACE(16))
+                data, ancillary, _flags, address = self._sock.recvmsg(65536, socket.CMSG_SPACE(16))
             except BlockingIOError:
                 return
+            side = self._side.get(address[0])
+            if side is None:  # not one of the link's ends
+                continue
             stamp = time.time_ns()
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
@@ -380,7 +391,7 @@ class Link:
                 if self._cut:
                     self._frames[index] = dataclasses.replace(frame, fate=CUT)
                     continue
-                self._socks[frame.receiver].send(frame.data)
+                self._sock.sendto(frame.data, (self._ifname[frame.receiver], 0))
                 self._frames[index] = dataclasses.replace(frame, arrived_ns=time.time_ns(), fate=DELIVERED)
             self._changed.notify_all()
 
