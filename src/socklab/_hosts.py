@@ -25,7 +25,13 @@ moves the calling thread into that host's namespace (``setns(2)``) and back.
 A socket stays in the namespace it was created in, so after the block it is
 used like any other socket. ``lab.wait_state`` and ``lab.snapshot`` inside such
 a block see that host's sockets (sock_diag answers for the namespace of the
-thread that asks).
+thread that asks); ``sockets()`` gives both hosts' tables at once.
+
+Besides TCP, a few ICMPv6 MLD reports cross the link in a host's first
+second (each host announcing its solicited-node multicast group; neither
+``addr_gen_mode`` nor clearing IFF_MULTICAST stops them). They are recorded
+like every frame, link rules do not apply to them, and ``_trace`` ignores
+them, as it ignores everything that is not TCP.
 
 Each host takes sysctls (``net.ipv4.*``, ``net.core.*``: TCP's are per
 namespace), written in that host's ``/proc/sys/net`` and read back; what was
@@ -46,7 +52,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from . import _netns, _rtnl, _trace
+from . import _netns, _rtnl, _states, _trace
 from ._wire import Link, LinkFrame, Predicate
 
 #: Short sysctl names a scenario may use, and where they live; any dotted name works too.
@@ -166,8 +172,11 @@ class TwoHosts:
     def __enter__(self) -> TwoHosts:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        failed = self.link.error if self.link is not None else None
         self.close()
+        if failed is not None and kind is None:  # never hide the scenario's own exception
+            raise RuntimeError(f"the link's relay failed during the scenario: {failed!r}") from failed
 
     def close(self) -> None:
         """Stop the relay and let the namespaces go (idempotent)."""
@@ -189,6 +198,14 @@ class TwoHosts:
             "hosts": {h.name: {"ipv4": h.ipv4, "ipv6": h.ipv6, "sysctls": dict(self._settings[h.name])}
                       for h in self.hosts().values()},
         }
+
+    def sockets(self) -> dict[str, list[_states.SocketRow]]:
+        """Each host's socket table now (sock_diag asked from inside its namespace), for tables per host."""
+        out = {}
+        for host in self.hosts().values():
+            with host:
+                out[host.name] = _states.snapshot(unix=False)
+        return out
 
     def frames(self) -> list[LinkFrame]:
         assert self.link is not None
