@@ -419,3 +419,30 @@ def test_each_host_has_its_own_socket_table():
         "client": [(f"{CLIENT}:50000", "ESTABLISHED")],
         "server": [("0.0.0.0:4321", "LISTEN"), (f"{SERVER}:{PORT}", "ESTABLISHED")],
     }
+
+
+def test_a_misspelt_sysctl_is_named_with_the_known_ones():
+    def scenario(lab):
+        with two_hosts(client={"tcp_fin_timout": 5}):
+            pass
+
+    with pytest.raises(socklab.ScenarioError, match=r"SysctlError: client: sysctl tcp_fin_timout = 5 was refused.*"
+                                                    r"the short names are tcp_fin_timeout"):
+        socklab.run(scenario)
+
+
+def test_a_changed_delay_applies_to_the_frames_that_follow():
+    def scenario(lab):
+        with two_hosts(delay=0) as net:
+            listener, client, server = connected(net)
+            net.link.delay = 0.020
+            client.send(b"slow now")
+            server.settimeout(5)
+            server.recv(100)
+            lab.record("frames", net.frames())
+            for s in (listener, client, server):
+                s.close()
+
+    frames = [f for f in socklab.run(scenario).value("frames") if f.packet is not None]
+    assert frames[0].transit < 0.005
+    assert next(f for f in frames if f.packet.length).transit == pytest.approx(0.020, abs=0.005)

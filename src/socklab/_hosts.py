@@ -72,6 +72,23 @@ class WireUnavailable(RuntimeError):
     """This machine refused what two hosts need (namespaces, veth, packet sockets)."""
 
 
+class SysctlError(ValueError):
+    """A host's sysctl does not exist or could not be set."""
+
+
+def _set(host: Host, name: str, value: object) -> str:
+    """Write sysctl `name` in the calling thread's namespace (the host's); its value read back."""
+    full = SYSCTLS.get(name, name)
+    try:
+        return _rtnl.write_sysctl(full, value)
+    except OSError as e:
+        hint = (f"the short names are {', '.join(SYSCTLS)}; any other is spelled in full (net.ipv4.tcp_sack)"
+                if isinstance(e, FileNotFoundError) else
+                "not every sysctl belongs to a network namespace, and a user namespace may not write "
+                "the ones that do not")
+        raise SysctlError(f"{host.name}: sysctl {full} = {value!r} was refused: {e.strerror}; {hint}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Host:
     """One host of the topology: its name, addresses and namespace."""
@@ -123,7 +140,7 @@ class TwoHosts:
             self._build(delay, dict(sysctls or {}), dict(client or {}), dict(server or {}))
         except BaseException as e:
             self.close()
-            if isinstance(e, PermissionError | OSError) and not isinstance(e, FileNotFoundError):
+            if isinstance(e, OSError):
                 raise WireUnavailable(
                     f"two hosts could not be set up: {e}. They need network namespaces, veth pairs and "
                     f"packet sockets (root, or an unprivileged user namespace). Fix: {_netns.FIX_NAMESPACES}"
@@ -159,8 +176,7 @@ class TwoHosts:
                 _rtnl.add_address("eth0", host.ipv6, 64)
                 _rtnl.add_neighbour("eth0", other.ipv4, other.mac)
                 _rtnl.add_neighbour("eth0", other.ipv6, other.mac)
-                self._settings[host.name] = {SYSCTLS.get(k, k): _rtnl.write_sysctl(SYSCTLS.get(k, k), v)
-                                             for k, v in given.items()}
+                self._settings[host.name] = {SYSCTLS.get(k, k): _set(host, k, v) for k, v in given.items()}
         self.link.start()
 
     def _namespace(self) -> int:

@@ -170,6 +170,16 @@ class Link:
         return sock
 
     # -- the scenario's controls --------------------------------------------------
+    @property
+    def delay(self) -> float:
+        """The one-way delay in seconds; set it to change it for the frames entering from now on."""
+        return self.delay_ns / 1e9
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        with self._changed:
+            self.delay_ns = round(seconds * 1e9)
+
     def start(self) -> None:
         # The relay needs the GIL within microseconds of its deadline; by default a busy
         # scenario thread would keep it for up to 5 ms (sys.getswitchinterval()).
