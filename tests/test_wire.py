@@ -446,3 +446,29 @@ def test_a_changed_delay_applies_to_the_frames_that_follow():
     frames = [f for f in socklab.run(scenario).value("frames") if f.packet is not None]
     assert frames[0].transit < 0.005
     assert next(f for f in frames if f.packet.length).transit == pytest.approx(0.020, abs=0.005)
+
+
+def test_across_a_round_trip_every_send_before_the_rst_arrives_succeeds():
+    """The seed's scenario with 25 ms each way: the second send is made while the RST is on the link."""
+    def scenario(lab):
+        with two_hosts(delay=0.025) as net:
+            listener, client, server = connected(net)
+            lab.call(client.close, label="close")
+            net.link.wait_packet(".", sender="server")  # the FIN's ACK (delayed: wait, or "a" carries it)
+            with net.server:
+                lab.wait_state(server, "CLOSE_WAIT")
+            lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
+            net.link.wait_packet("R", sender="client")  # the RST has left the client: still 25 ms away
+            lab.call(server.send, b"b", socket.MSG_NOSIGNAL, label="send #2")
+            net.link.wait_packet("R", sender="client", fate=DELIVERED)
+            with net.server:
+                lab.wait_state(server, None)
+            lab.call(server.send, b"c", socket.MSG_NOSIGNAL, label="send #3")
+            lab.record("frames", net.frames())
+            listener.close()
+
+    run = socklab.run(scenario)
+    assert [run.call(f"send #{n}").outcome for n in (1, 2, 3)] == ["1", "1", "EPIPE"]
+    flow = [(s, flags) for s, flags, _ in segments(run.value("frames"))]
+    # send #2's byte never left: Nagle holds it while "a" is unacknowledged, and the RST purges it
+    assert flow[3:] == [("client", "F."), ("server", "."), ("server", "P."), ("client", "R")]
