@@ -112,6 +112,7 @@ def test_a_dropped_first_fin_is_retransmitted():
             net.link.drop(lambda p: "F" in p.flags, count=1)
             client.close()
             net.link.wait_packet("F.", sender="client", after=1, fate=DELIVERED)
+            net.link.wait_packet(".", sender="server", fate=DELIVERED)
             with net.server:
                 lab.wait_state(server, "CLOSE_WAIT")
             lab.record("frames", net.frames())
