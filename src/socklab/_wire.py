@@ -136,6 +136,7 @@ class Link:
         self._other = {self._a: self._b, self._b: self._a}
         self.delay_ns = round(delay * 1e9)
         self._frames: list[LinkFrame] = []
+        self._packets: list[_trace.Packet | None] = []  # each frame dissected once, as it enters
         self._queue: list[tuple[int, int]] = []  # heap of (deadline ns, frame index)
         self._held: list[int] = []
         self._rules: list[Rule] = []
@@ -235,18 +236,24 @@ class Link:
         """Wait for a TCP segment with exactly these tcpdump `flags` ("F.", "S") from `sender`,
         matching `match`, skipping `after` earlier ones; with `fate` (say ``"delivered"``),
         until that segment's fate is that. Returns the frame; TimeoutError otherwise."""
+        scanned, seen, hit = 0, 0, -1  # carried across wake-ups: each frame is looked at once
+
         def find() -> LinkFrame | None:
-            seen = 0
-            for frame in self._frames:
-                packet = frame.packet
+            nonlocal scanned, seen, hit
+            while hit < 0 and scanned < len(self._frames):
+                frame, packet = self._frames[scanned], self._packets[scanned]
+                scanned += 1
                 if packet is None or (flags is not None and packet.flags != flags):
                     continue
                 if (sender is not None and frame.sender != sender) or (match is not None and not match(packet)):
                     continue
                 seen += 1
                 if seen > after:
-                    return frame if fate is None or frame.fate == fate else None
-            return None
+                    hit = frame.index
+            if hit < 0:
+                return None
+            frame = self._frames[hit]
+            return frame if fate is None or frame.fate == fate else None
 
         found = self._wait(find, timeout)
         if found is None:
@@ -269,6 +276,7 @@ class Link:
             self._sock.sendto(data, (self._ifname[toward], 0))
             frame = LinkFrame(len(self._frames), "wire", toward, now, time.time_ns(), INJECTED, None, data)
             self._frames.append(frame)
+            self._packets.append(_trace.parse(data, now, frame.index))
             self._changed.notify_all()
         return frame
 
@@ -373,7 +381,8 @@ class Link:
         with self._changed:
             index = len(self._frames)
             fate, rule_name, deadline = QUEUED, None, stamp + self.delay_ns
-            packet = _trace.parse(data) if not self._cut else None
+            packet = _trace.parse(data, stamp, index)
+            self._packets.append(packet)
             if self._cut:
                 fate = CUT
             elif packet is not None:
