@@ -473,3 +473,48 @@ def test_across_a_round_trip_every_send_before_the_rst_arrives_succeeds():
     flow = [(s, flags) for s, flags, _ in segments(run.value("frames"))]
     # send #2's byte never left: Nagle holds it while "a" is unacknowledged, and the RST purges it
     assert flow[3:] == [("client", "F."), ("server", "."), ("server", "P."), ("client", "R")]
+
+
+def test_held_segments_released_in_reverse_arrive_in_reverse():
+    def scenario(lab):
+        with two_hosts(delay=0) as net:
+            listener, client, server = connected(net)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            net.link.hold(lambda p: p.length > 0, count=2)
+            client.send(b"one")
+            client.send(b"two")
+            net.link.wait_held(2)
+            net.link.release(reverse=True)
+            net.link.wait_packet("P.", sender="client", after=1, fate=DELIVERED)
+            net.link.wait_packet("P.", sender="client", fate=DELIVERED)
+            lab.record("frames", net.frames())
+            for s in (listener, client, server):
+                s.close()
+
+    data = [f for f in socklab.run(scenario).value("frames") if f.packet is not None and f.packet.length][:2]
+    assert [f.packet.payload for f in sorted(data, key=lambda f: f.arrived_ns)] == [b"two", b"one"]
+
+
+def test_keepalive_with_shortened_sysctls_gives_up_on_a_silent_peer():
+    """tcp_keepalive_time=1, tcp_keepalive_intvl=1, tcp_keepalive_probes=1 on the client only:
+    a probe after 1 s idle, none answered, ETIMEDOUT and an RST 1 s later (default: 7200 + 9 * 75 s)."""
+    def scenario(lab):
+        keepalive = {"tcp_keepalive_time": 1, "tcp_keepalive_intvl": 1, "tcp_keepalive_probes": 1}
+        with two_hosts(delay=0.005, client=keepalive) as net:
+            listener, client, server = connected(net)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            net.link.drop(sent_by(net.server))
+            client.settimeout(5)
+            lab.call(client.recv, 1, label="recv")
+            lab.record("frames", net.frames())
+            for s in (listener, client, server):
+                s.close()
+
+    run = socklab.run(scenario)
+    recv = run.call("recv")
+    assert recv.errno == "ETIMEDOUT"
+    # after the handshake's S and ".": one probe, then the RST the keepalive timer sends as it gives up
+    probes = [f for f in run.value("frames") if f.sender == "client" and f.packet is not None][2:]
+    assert [f.packet.flags for f in probes] == [".", "R."]
+    _timers.within("the keepalive probe after 1 s idle", recv.start_ns, probes[0].sent_ns, 1.0, 0.3)
+    _timers.within("ETIMEDOUT after the unanswered probe", probes[0].sent_ns, recv.time_ns, 1.0, 0.3)

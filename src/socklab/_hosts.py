@@ -39,6 +39,23 @@ set is returned as plain data (``settings()``) for the run's provenance. The
 client and server get the lab's two ephemeral ports (50000, 50001) unless a
 scenario sets ``ip_local_port_range`` itself.
 
+A scenario, whole (a lost FIN and its retransmission, across a 50 ms round trip)::
+
+    def lost_fin(lab):
+        with two_hosts(delay=0.025, client={"tcp_fin_timeout": 5}) as net:
+            with net.server:
+                listener = socket.socket()
+                listener.bind(("0.0.0.0", 4321))
+                listener.listen()
+            with net.client:
+                client = socket.create_connection(("192.0.2.2", 4321))
+            server, _ = listener.accept()
+            net.link.drop(lambda p: "F" in p.flags, count=1)      # the first FIN dies
+            lab.call(client.close, label="close")
+            net.link.wait_packet("F.", sender="client", after=1, fate="delivered")
+            with net.server:
+                lab.wait_state(server, "CLOSE_WAIT")
+
 ``close()`` (or leaving the ``with``) stops and joins the relay, then closes
 the namespace descriptors; a namespace is freed by the kernel when its last
 socket is closed too. It runs even when the scenario raised.
