@@ -414,7 +414,3 @@ class Link:
                 self._frames[index] = dataclasses.replace(frame, arrived_ns=time.time_ns(), fate=DELIVERED)
             self._changed.notify_all()
 
-
-def frame_pairs(frames: list[LinkFrame]) -> list[tuple[int, bytes]]:
-    """(time entering the link, bytes) for every frame: what ``_trace.dissect`` and pcaps take."""
-    return [(f.sent_ns, f.data) for f in frames]
