@@ -518,3 +518,23 @@ def test_keepalive_with_shortened_sysctls_gives_up_on_a_silent_peer():
     assert [f.packet.flags for f in probes] == [".", "R."]
     _timers.within("the keepalive probe after 1 s idle", recv.start_ns, probes[0].sent_ns, 1.0, 0.3)
     _timers.within("ETIMEDOUT after the unanswered probe", probes[0].sent_ns, recv.time_ns, 1.0, 0.3)
+
+
+def test_waiting_for_a_dropped_segment_to_arrive_fails_at_once_naming_the_rule():
+    def scenario(lab):
+        with two_hosts(delay=0) as net:
+            net.link.drop(lambda p: p.flags == "S", name="firewall")
+            with net.client:
+                client = socket.socket()
+                client.setblocking(False)
+                client.connect_ex((SERVER, PORT))
+            try:
+                net.link.wait_packet("S", fate=DELIVERED, timeout=5)
+            except TimeoutError as e:
+                lab.record("error", str(e))
+            client.close()
+
+    run = socklab.run(scenario)
+    assert run.value("error") == "the [S] segment from either host (after=0) will never be delivered: it was " \
+                                 "dropped by rule 'firewall'"
+    assert run.calls == [] and (run.snapshots == [])

@@ -101,7 +101,7 @@ class LinkFrame:
         return None if self.arrived_ns is None else (self.arrived_ns - self.sent_ns) / 1e9
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class Rule:
     """What the link does to the segments a predicate matches; ``remove()`` ends it."""
 
@@ -253,9 +253,15 @@ class Link:
             if hit < 0:
                 return None
             frame = self._frames[hit]
-            return frame if fate is None or frame.fate == fate else None
+            if fate is None or frame.fate == fate or frame.fate not in (QUEUED, HELD):
+                return frame  # found, or its fate is settled and is another one
+            return None
 
         found = self._wait(find, timeout)
+        if found is not None and fate is not None and found.fate != fate:
+            raise TimeoutError(f"the [{flags or 'any'}] segment from {sender or 'either host'} (after={after}) "
+                               f"will never be {fate}: it was {found.fate}"
+                               + (f" by rule {found.rule!r}" if found.rule else ""))
         if found is None:
             raise TimeoutError(f"no [{flags or 'any'}] segment from {sender or 'either host'} "
                                f"(after={after}, fate={fate}) on the link within {timeout}s")
