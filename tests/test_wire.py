@@ -39,14 +39,14 @@ def wire_available():
         pytest.skip(f"two hosts are not possible here: {str(e).splitlines()[0]}")
 
 
-def connected(net):
+def connected(net, ipv6=False):
     """An established client/server pair across the link, and the listener."""
     with net.server:
-        listener = socket.socket()
-        listener.bind(("0.0.0.0", PORT))
+        listener = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET)
+        listener.bind(("::" if ipv6 else "0.0.0.0", PORT))
         listener.listen()
     with net.client:
-        client = socket.create_connection((SERVER, PORT), timeout=5)
+        client = socket.create_connection((net.server.ipv6 if ipv6 else SERVER, PORT), timeout=5)
     server, _ = listener.accept()
     return listener, client, server
 
@@ -162,16 +162,17 @@ def test_held_fins_released_together_make_a_simultaneous_close():
                             ("server", ".", DELIVERED), ("server", "F.", DELIVERED)]
 
 
-def test_an_in_window_rst_draws_a_challenge_ack_and_an_out_of_window_one_nothing():
+@pytest.mark.parametrize("ipv6", [False, True], ids=["IPv4", "IPv6"])
+def test_an_in_window_rst_draws_a_challenge_ack_and_an_out_of_window_one_nothing(ipv6):
     def scenario(lab):
         with two_hosts(delay=0.005) as net:
-            listener, client, server = connected(net)
+            listener, client, server = connected(net, ipv6)
             synack = net.link.wait_packet("S.", sender="server").packet
             rcv_nxt = (synack.seq + 1) % 2**32  # what the client expects next from the server
             # RFC 5961 section 3.2: an RST outside the window is dropped silently; one inside it but
             # not exactly at RCV.NXT is answered with a "challenge ACK" (tcp_validate_incoming)
-            net.forge(net.server, "R", sport=PORT, dport=50000, seq=rcv_nxt + 2**30)
-            net.forge(net.server, "R", sport=PORT, dport=50000, seq=rcv_nxt + 1000)
+            net.forge(net.server, "R", sport=PORT, dport=50000, seq=rcv_nxt + 2**30, ipv6=ipv6)
+            net.forge(net.server, "R", sport=PORT, dport=50000, seq=rcv_nxt + 1000, ipv6=ipv6)
             challenge = net.link.wait_packet(".", sender="client", after=1)
             with net.client:
                 lab.wait_state(client, "ESTABLISHED")
