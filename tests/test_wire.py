@@ -63,13 +63,18 @@ def test_round_trip_time_is_twice_the_one_way_delay():
             for s in (listener, client, server):
                 s.close()
             lab.record("frames", net.frames())
+            lab.record("realtime", net.settings()["realtime relay"])
 
-    frames = socklab.run(scenario).value("frames")
+    run = socklab.run(scenario)
+    frames = run.value("frames")
     syn = next(f for f in frames if f.packet is not None and f.packet.flags == "S")
     synack = next(f for f in frames if f.packet is not None and f.packet.flags == "S.")
+    # Measured at load 8 on 2 cores: late by at most 0.4 ms with a real-time relay, by up to 20 ms
+    # without one (a root without CAP_SYS_NICE, as in some containers).
+    late = 0.005 if run.value("realtime") else 0.030
     # the client's round trip, on the link's clock: its SYN entering, the SYN-ACK reaching it
-    _timers.within("SYN to SYN-ACK", syn.sent_ns, synack.arrived_ns, 0.050, 0.005)
-    assert all(abs(f.transit - 0.025) < 0.005 for f in frames if f.fate == DELIVERED)
+    _timers.within("SYN to SYN-ACK", syn.sent_ns, synack.arrived_ns, 0.050, late)
+    assert all(abs(f.transit - 0.025) < late for f in frames if f.fate == DELIVERED)
     assert [(s, flags) for s, flags, _ in segments(frames)][:3] == [
         ("client", "S"), ("server", "S."), ("client", ".")]
 
@@ -400,6 +405,8 @@ UNPRIVILEGED = textwrap.dedent("""
 
 def test_two_hosts_work_for_an_unprivileged_user(unprivileged):
     result = unprivileged.run(["-c", UNPRIVILEGED])
+    if "WireUnavailable" in result.stderr and os.environ.get("CI") != "true":
+        pytest.skip(f"this machine refuses an unprivileged user two hosts: {result.stderr.splitlines()[-1]}")
     assert result.returncode == 0, result.stderr
     ids, rtt, fins = result.stdout.splitlines()
     assert ids == "65534 userns+netns False 7"  # no real-time relay without CAP_SYS_NICE
