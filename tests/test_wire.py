@@ -546,3 +546,25 @@ def test_waiting_for_a_dropped_segment_to_arrive_fails_at_once_naming_the_rule()
     assert run.value("error") == "the [S] segment from either host (after=0) will never be delivered: it was " \
                                  "dropped by rule 'firewall'"
     assert run.calls == [] and (run.snapshots == [])
+
+
+def test_a_cut_link_with_an_icmp_host_unreachable_ends_in_ehostunreach_not_etimedout():
+    """tcp_v4_err keeps an ICMP "host unreachable" as the socket's soft error; when TCP_USER_TIMEOUT
+    gives up, tcp_write_err reports that error instead of ETIMEDOUT."""
+    def scenario(lab):
+        from scapy.layers.inet import ICMP, IP
+
+        with two_hosts(delay=0.005) as net:
+            listener, client, server = connected(net)
+            client.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT, 1000)
+            net.link.cut()
+            client.send(b"into the void")
+            lost = net.link.wait_packet("P.", sender="client", fate=CUT)
+            quoted = lost.data[14:14 + 28]  # the lost datagram's IP header and first 8 bytes (RFC 792)
+            net.send_to(net.client, IP(src=SERVER, dst=CLIENT) / ICMP(type=3, code=1) / quoted)
+            client.settimeout(5)
+            lab.call(client.recv, 100, label="recv")
+            for s in (listener, client, server):
+                s.close()
+
+    assert socklab.run(scenario).call("recv").errno == "EHOSTUNREACH"
