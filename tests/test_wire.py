@@ -289,8 +289,10 @@ def test_dropped_syns_make_connect_time_out_like_a_firewall():
     # timer is clamped to the time left, none, and fires at once: ETIMEDOUT just after 1 s.
     assert len(syns) == 2
     _timers.within("the SYN's retransmission", syns[0].sent_ns, syns[1].sent_ns, _timers.TCP_TIMEOUT_INIT, 0.2)
+    # the call's return is stamped in user space: on a loaded machine (load 9 on 2 cores) it was
+    # once 0.2 s behind the kernel's decision, so the claim takes the usual 0.3 s tolerance
     _timers.within("connect() under TCP_USER_TIMEOUT 500 ms", connect.start_ns, connect.time_ns,
-                   _timers.TCP_TIMEOUT_INIT, 0.2)
+                   _timers.TCP_TIMEOUT_INIT, 0.3)
 
 
 def test_sysctls_apply_to_their_host_only_and_are_returned_as_data():
