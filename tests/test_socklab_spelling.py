@@ -77,3 +77,10 @@ def test_a_paragraph_may_use_any_one_spelling_per_state_and_code_listings_are_co
             '<div class="sl-spellings"><table><tr><td>ESTAB</td><td>ESTABLISHED</td></tr></table></div>'
             '<dl class="py class"><dd><p>FIN_WAIT2 is FIN-WAIT-2</p></dd></dl>')
     assert socklab_spelling.problems_in(page) == []
+
+
+def test_a_table_that_quotes_the_kernel_spells_as_the_kernel_does():
+    page = ('<div class="socklab sl-kernel"><table><tr><td>state TCP_FIN_WAIT1 -&gt; TCP_FIN_WAIT2</td>'
+            "<td>FIN-WAIT-2</td></tr></table></div>")
+    assert socklab_spelling.problems_in(page) == [
+        "kernel table 'state TCP_FIN_WAIT1 -> TCP_FIN_WAIT2 FIN-WAIT-2'...: FIN-WAIT-2 (not the kernel's spelling)"]

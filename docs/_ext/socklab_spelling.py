@@ -10,7 +10,8 @@ written (``build-finished``), every page is read back and cut into units:
 
 * each table and each note that socklab rendered (``div.socklab``) and each
   generated site-wide table (``div.sl-generated``): every state word in it must
-  be an ``ss`` spelling;
+  be an ``ss`` spelling; where the table quotes the kernel (its events,
+  ``div.sl-kernel``), the kernel's;
 * each image's alt text (the words of a ladder or state diagram): every state
   word must be an RFC 9293 spelling;
 * everywhere else (every paragraph, list item, table, caption and definition
@@ -74,7 +75,7 @@ class _Units(html.parser.HTMLParser):
         super().__init__(convert_charrefs=True)
         self.units: list[tuple[str, str]] = []
         self._stack: list[str] = []  # open tags, with a marker on those that start a unit
-        self._depth_in = {"socklab": 0, "generated": 0, "skip": 0}
+        self._depth_in = {"socklab": 0, "generated": 0, "kernel": 0, "skip": 0}
         self._unit: list[str] | None = None
         self._unit_tag: str | None = None
         self._unit_depth = 0
@@ -90,6 +91,8 @@ class _Units(html.parser.HTMLParser):
         depth = len(self._stack)
         if tag == "div" and ("socklab" in classes or "sl-generated" in classes):
             self._depth_in["generated" if "sl-generated" in classes else "socklab"] = depth
+            if "sl-kernel" in classes:
+                self._depth_in["kernel"] = depth
         api = tag == "dl" and "py" in classes  # the API reference documents the spellings themselves
         if (tag in ("pre", "script", "style") or "sl-spellings" in classes or "highlight" in classes or api) \
                 and not self._depth_in["skip"]:
@@ -98,7 +101,8 @@ class _Units(html.parser.HTMLParser):
             return
         if self._depth_in["socklab"] or self._depth_in["generated"]:
             if tag == "table" or (tag == "p" and "sl-note" in classes):
-                self._unit, self._unit_tag, self._unit_depth = [], tag, depth
+                self._unit, self._unit_depth = [], depth
+                self._unit_tag = ("kernel " if self._depth_in["kernel"] else "") + tag
         elif tag in _PROSE:
             self._unit, self._unit_tag, self._unit_depth = [], "prose", depth
 
@@ -108,7 +112,8 @@ class _Units(html.parser.HTMLParser):
         while self._stack:
             open_tag = self._stack.pop()
             if self._unit is not None and len(self._stack) < self._unit_depth:
-                kind = {"table": "table", "p": "note"}.get(self._unit_tag or "", "prose")
+                kind = {"table": "table", "p": "note", "kernel table": "kernel table",
+                        "kernel p": "kernel note"}.get(self._unit_tag or "", "prose")
                 self.units.append((kind, " ".join(self._unit)))
                 self._unit = self._unit_tag = None
             for key, depth in self._depth_in.items():
@@ -133,10 +138,10 @@ def problems_in(page: str) -> list[str]:
             if twice:
                 found.append(f"prose {text[:80]!r}...: {', '.join(twice)} (one state spelled two ways)")
             continue
-        system = "rfc" if kind == "alt text" else "ss"
+        system = "rfc" if kind == "alt text" else "kernel" if kind.startswith("kernel") else "ss"
         wrong = misspelled(text, system)
         if wrong:
-            name = "RFC 9293's" if system == "rfc" else "ss's"
+            name = {"rfc": "RFC 9293's", "kernel": "the kernel's", "ss": "ss's"}[system]
             found.append(f"{kind} {text[:80]!r}...: {', '.join(dict.fromkeys(wrong))} (not {name} spelling)")
     return found
 

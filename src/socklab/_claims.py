@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _roles
+from . import _events, _roles
 from ._netns import FIX_CAPTURE
 from ._observed import Observed
 from ._states import SocketRow
@@ -36,10 +36,38 @@ class ClaimError(AssertionError):
 def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: Mapping[str, object] | None = None,
           flow: Sequence[str] | None = None, states: Mapping[str, Mapping[str, object]] | None = None,
           packets: Mapping[int, Mapping[str, object]] | None = None,
-          killed_by: str | None = None) -> tuple[list[str], list[str]]:
+          killed_by: str | None = None, resets: Sequence[tuple[str, str]] | None = None,
+          transitions: Mapping[str, Sequence[str | State]] | None = None,
+          counters: Mapping[str, int] | None = None) -> tuple[list[str], list[str]]:
     """(broken, unchecked): the claims the kernel contradicts, and those it could not be asked."""
     broken: list[str] = []
     unchecked: list[str] = []
+    if (resets is not None or transitions) and not run.kernel_events:
+        why = f"no kernel events ({run.events_unavailable}); fix: {run.events_fix or 'run as root'}"
+        if resets is not None:
+            unchecked.append(f"the resets and their reasons {list(resets)} ({why})")
+        unchecked += [f"the transitions of {role} ({why})" for role in transitions or {}]
+        resets, transitions = None, None
+    if resets is not None and "reset reasons" in run.events_missing:
+        unchecked.append(f"the reasons of the resets {list(resets)} (this kernel records none: "
+                         f"{run.events_missing['reset reasons']})")
+        resets = [(who, "") for who, _reason in resets] if resets else resets
+    if resets is not None:
+        broken += _check_resets(run, resets)
+    for role, wanted_states in (transitions or {}).items():
+        want_states = [State.parse(s) for s in wanted_states]
+        got_states = _events.states(run, role)
+        if got_states != want_states:
+            broken.append(f"transitions of {role}: the page says {' -> '.join(s.kernel for s in want_states)}; "
+                          f"the kernel recorded {' -> '.join(s.kernel for s in got_states) or 'none'}")
+    if counters is not None:
+        if run.counters is None:
+            unchecked.append(f"the counters {dict(counters)} (the run read no counters)")
+        else:
+            for counter, moved in counters.items():
+                if run.counters.get(counter, 0) != moved:
+                    broken.append(f"counter {counter}: the page says +{moved}, the namespace's counter moved by "
+                                  f"{run.counters.get(counter, 0)}")
     for key, want in (calls or {}).items():
         call = _roles.find_call(run, key)
         if call.errno is not None:
@@ -84,6 +112,21 @@ def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: M
         broken.append(f"the page says the process is killed by {killed_by}; it was "
                       f"{'killed by ' + run.killed_by if run.killed_by else 'not killed'}")
     return broken, unchecked
+
+
+def _check_resets(run: Observed, claimed: Sequence[tuple[str, str]]) -> list[str]:
+    """Every RST the kernel sent, in order: who sent it, and its reason ("" claims any reason)."""
+    recorded = _events.resets(run)
+    same = len(recorded) == len(claimed) and all(
+        who == sender and (not reason or reason == why)
+        for (who, reason), (sender, why, _state) in zip(claimed, recorded, strict=False))
+    if same:
+        return []
+    said = "; ".join(f"{who}: {reason or 'any reason'}" for who, reason in claimed) or "no reset"
+    did = "; ".join(f"{who}: {why} ({_events.RESET_REASONS.get(why, 'no comment in rstreason.h')}; "
+                    f"sent by a socket in {state.kernel if state else 'no socket'})"
+                    for who, why, state in recorded) or "no reset"
+    return [f"resets: the page says {said}; the kernel says {did}"]
 
 
 def report(run: Observed, broken: list[str], unchecked: list[str]) -> None:

@@ -38,7 +38,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from . import _roles
+from . import _events, _roles
+from ._kevents import ResetSent, StateChange
 from ._observed import Observed
 from ._records import Call
 from ._vocab import Endpoint, State
@@ -137,10 +138,12 @@ def events(run: Observed, emphasise: str | None = "R") -> tuple[tuple[Endpoint, 
     if sides is None:
         return None, []
     rows: list[dict] = []
+    reasons = reset_reasons(run)
     for p in run.packets:
         if {p.source, p.destination} == set(sides):
             rows.append({"kind": "packet", "time_ns": p.time_ns, "packet": p, "from": sides.index(p.source),
-                         "emphasised": bool(emphasise) and all(f in p.flags for f in emphasise or "")})
+                         "emphasised": bool(emphasise) and all(f in p.flags for f in emphasise or ""),
+                         "reason": reasons.get(p.index)})
     for j, c in enumerate(run.calls):
         local, peer = c.socket.local, c.socket.peer
         if local in sides and (peer is None or peer in sides or c.socket.listening):
@@ -149,18 +152,67 @@ def events(run: Observed, emphasise: str | None = "R") -> tuple[tuple[Endpoint, 
             label = c.label if who in (None, _roles.endpoint_role(run, sides[side])) else f"{who}: {c.label}"
             rows.append({"kind": "call", "time_ns": c.time_ns, "index": j, "side": side,
                          "text": _call_text(label, c), "error": c.errno is not None})
-    shown: list[str | None] = [None, None]
-    for snap in run.snapshots:
-        now: list[str | None] = []
-        for side, (me, peer) in enumerate((sides, sides[::-1])):
-            row = next((r for r in snap.rows if (r.local, r.peer) == (me, peer)), None)
-            now.append(row.state.rfc if row else State.CLOSE.rfc if shown[side] else None)
-        changed = [s if s != shown[i] else None for i, s in enumerate(now)]
-        if any(changed):
-            rows.append({"kind": "state", "time_ns": snap.time_ns, "states": changed, "label": snap.label})
-            shown = [now[i] or shown[i] for i in (0, 1)]
+    rows += _state_rows(run, sides)
     rows.sort(key=lambda r: r["time_ns"])
     return sides, rows
+
+
+def _state_rows(run: Observed, sides: tuple[Endpoint, Endpoint]) -> list[dict]:
+    """Each side's state where it changed. With the kernel's events, every change at the moment
+    the kernel made it (brief states included), each labelled "kernel"; the snapshots then only
+    add where a socket is gone (CLOSED: a socket that becomes a timewait mini-socket records a
+    change to CLOSE while the connection lives on, so the events' CLOSE is not drawn). Without
+    events, the snapshots' states, labelled with the snapshot."""
+    changes: list[tuple[int, int, str, str]] = []  # (time, side, state, label)
+    side_roles = [_roles.endpoint_role(run, end) for end in sides]
+    for e in run.kernel_events:
+        if isinstance(e, StateChange) and e.new is not None and e.new is not State.CLOSE:
+            where = _events.endpoint(e)
+            side = sides.index(where) if where in sides else (
+                side_roles.index("client") if where is not None and where.port == 0 and "client" in side_roles
+                and _events.peer(e) in sides else None)
+            if side is not None:
+                changes.append((e.time_ns, side, e.new.machine.rfc, "kernel"))
+    seen: list[bool] = [False, False]
+    for snap in run.snapshots:
+        for side, (me, peer) in enumerate((sides, sides[::-1])):
+            row = next((r for r in snap.rows if (r.local, r.peer) == (me, peer)), None)
+            if row is not None:
+                seen[side] = True
+                if not run.kernel_events:
+                    changes.append((snap.time_ns, side, row.state.rfc, snap.label))
+            elif seen[side]:
+                changes.append((snap.time_ns, side, State.CLOSE.rfc, snap.label))
+    changes.sort(key=lambda c: c[0])
+    rows: list[dict] = []
+    shown: list[str | None] = [None, None]
+    for time_ns, side, state, label in changes:
+        if state == shown[side]:
+            continue
+        shown[side] = state
+        if rows and rows[-1]["time_ns"] == time_ns and rows[-1]["label"] == label and not rows[-1]["states"][side]:
+            rows[-1]["states"][side] = state
+            continue
+        states: list[str | None] = [None, None]
+        states[side] = state
+        rows.append({"kind": "state", "time_ns": time_ns, "states": states, "label": label})
+    return rows
+
+
+def reset_reasons(run: Observed) -> dict[int, str]:
+    """{packet index: the kernel's reason} for each RST in the trace, matched to the kernel's
+    ``tcp_send_reset`` event from the same address closest in time (each event used once)."""
+    sent = [e for e in run.kernel_events if isinstance(e, ResetSent)]
+    found: dict[int, str] = {}
+    for p in run.packets:
+        if "R" not in p.flags:
+            continue
+        candidates = [e for e in sent if _events.endpoint(e) == p.source or (not e.sk and _events.peer(e) == p.source)]
+        if candidates:
+            best = min(candidates, key=lambda e: abs(e.time_ns - p.time_ns))
+            sent.remove(best)
+            found[p.index] = best.reason or "reason not recorded"
+    return found
 
 
 def ladder(run: Observed, *, emphasise: str | None = "R") -> Figure:
@@ -174,7 +226,9 @@ def ladder(run: Observed, *, emphasise: str | None = "R") -> Figure:
         notes.append(f"no packets: {run.isolation.reason or 'no capture'}")
     if other:
         notes.append(f"{other} packet(s) of other connections not shown")
-    height = _TOP + sum(_ROW[r["kind"]] for r in rows) + _BOTTOM + 0.2 * len(notes)
+    if run.kernel_events:
+        notes.append("states and reset reasons from the kernel's own events")
+    height = _TOP + sum(_height(r) for r in rows) + _BOTTOM + 0.2 * len(notes)
     fig, ax = card(height, ladder_alt(run, emphasise=emphasise))
     y_end = height - _BOTTOM - 0.2 * (len(notes) - 1)
     for side, x in enumerate(_X):
@@ -201,8 +255,9 @@ def ladder(run: Observed, *, emphasise: str | None = "R") -> Figure:
                     fontsize=FONT, color=EMPHASIS if row["error"] else INK,
                     weight="bold" if row["error"] else "normal", gid=f"call-{row['index']}")
         else:
-            ax.text(WIDTH / 2 + 0.2, mid, row["label"], ha="center", va="center", fontsize=SMALL,
-                    color=MUTED, style="italic", gid=f"snapshot-{n}")
+            if row["label"] != "kernel":
+                ax.text(WIDTH / 2 + 0.2, mid, row["label"], ha="center", va="center", fontsize=SMALL,
+                        color=MUTED, style="italic", gid=f"snapshot-{n}")
             for side, state in enumerate(row["states"]):
                 if state:
                     key = _SIDES[side]
@@ -211,11 +266,16 @@ def ladder(run: Observed, *, emphasise: str | None = "R") -> Figure:
                             bbox={"boxstyle": "round,pad=0.3", "facecolor": STATE_FILL,
                                   "edgecolor": STATE_EDGE, "linewidth": 1})
                     counts[key] += 1
-        y += _ROW[row["kind"]]
+        y += _height(row)
     for i, note in enumerate(notes):
         ax.text(WIDTH / 2, height - _BOTTOM + 0.08 - 0.2 * (len(notes) - 1 - i), note, ha="center",
                 va="center", fontsize=SMALL, color=MUTED, style="italic", gid=f"note-{i}")
     return fig
+
+
+def _height(row: dict) -> float:
+    """A row's height: an RST with the kernel's reason gets a line more, for the reason."""
+    return _ROW[row["kind"]] + (0.2 if row.get("reason") else 0.0)
 
 
 def _draw_packet(ax: Axes, row: dict, mid: float) -> None:
@@ -234,6 +294,9 @@ def _draw_packet(ax: Axes, row: dict, mid: float) -> None:
             weight="bold", gid=f"packet-{p.index}-label")
     ax.text(centre + 0.06, text_y, _details(p), ha="left", va="bottom", fontsize=SMALL, color=MUTED,
             gid=f"packet-{p.index}-detail")
+    if row.get("reason"):
+        ax.text(centre, y1 + 0.04, f"kernel's reason: {row['reason']}", ha="center", va="top", fontsize=SMALL,
+                color=colour, style="italic", gid=f"packet-{p.index}-reason")
 
 
 def ladder_alt(run: Observed, *, emphasise: str | None = "R") -> str:
@@ -248,7 +311,8 @@ def ladder_alt(run: Observed, *, emphasise: str | None = "R") -> str:
             p = row["packet"]
             size = f" with {p.length} byte{'s' if p.length != 1 else ''}" if p.length else ""
             mark = " (emphasised)" if row["emphasised"] else ""
-            parts.append(f"{roles[row['from']]} sends {flag_words(p.flags)}{size}{mark}")
+            why = f", the kernel's reason {row['reason']}" if row.get("reason") else ""
+            parts.append(f"{roles[row['from']]} sends {flag_words(p.flags)}{size}{mark}{why}")
         elif row["kind"] == "call":
             parts.append(f"{roles[row['side']]} {row['text']}")
         else:

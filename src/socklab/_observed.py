@@ -22,7 +22,7 @@ from typing import Any
 
 from . import _trace
 from ._netns import Isolation
-from ._records import Call, Calling, Exited, Frames, Named, Note, Snapshot, Started, Value
+from ._records import Call, Calling, Counters, Exited, Frames, KernelEvents, Named, Note, Snapshot, Started, Value
 from ._vocab import State
 
 
@@ -45,6 +45,17 @@ class Observed:
         self.notes: list[str] = [r.text for r in records if isinstance(r, Note)]
         self.frames: list[tuple[int, bytes]] = [f for r in records if isinstance(r, Frames) for f in r.frames]
         self.names: list[Named] = [r for r in records if isinstance(r, Named)]
+        kernel = next((r for r in records if isinstance(r, KernelEvents)), None)
+        #: The kernel's own events of the run's namespace (``_kevents`` records), in order.
+        self.kernel_events: list[Any] = sorted(kernel.events, key=lambda e: e.time_ns) if kernel else []
+        #: Why there are no kernel events ("" when they were recorded), and what to do.
+        self.events_unavailable: str = kernel.unavailable if kernel else "the run recorded no kernel events"
+        self.events_fix: str = kernel.fix if kernel else ""
+        #: Parts of the kernel's account this kernel cannot give: {what: why}.
+        self.events_missing: dict[str, str] = dict(kernel.missing) if kernel else {}
+        counters = next((r for r in records if isinstance(r, Counters)), None)
+        #: The namespace's TCP counters that changed during the scenario, by their ``nstat`` names.
+        self.counters: dict[str, int] | None = dict(counters.changed) if counters else None
         exited = next((r for r in records if isinstance(r, Exited)), None)
         #: The signal that killed the scenario's process ("SIGPIPE"), or None.
         self.killed_by: str | None = exited.signal if exited else None

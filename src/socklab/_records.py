@@ -119,6 +119,28 @@ class Finished:
 
 
 @dataclasses.dataclass(frozen=True)
+class KernelEvents:
+    """Added by the parent (as root): the kernel's own events of the run's namespace.
+
+    `events` are ``_kevents`` records in the order the kernel wrote them;
+    `unavailable` says why there are none ("" when they were recorded), `fix` what
+    to do; `missing` names parts this kernel cannot give (a field, a tracepoint).
+    """
+
+    events: tuple[Any, ...] = ()
+    unavailable: str = ""
+    fix: str = ""
+    missing: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Counters:
+    """The namespace's TCP counters that changed during the scenario (``nstat`` names)."""
+
+    changed: tuple[tuple[str, int], ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Exited:
     """Added by the parent: how the scenario's process ended."""
 

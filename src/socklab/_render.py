@@ -22,6 +22,7 @@ class Table:
     notes: list[str] = dataclasses.field(default_factory=list)
     empty: str = "(none)"
     mono: bool = True
+    spelling: str = "ss"  #: how its states are spelled: "ss" (a table), or "kernel" (quoting the kernel)
 
     def __str__(self) -> str:
         lines = [self.title] if self.title else []
@@ -39,7 +40,7 @@ class Table:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        out = ['<div class="socklab">']
+        out = ['<div class="socklab sl-kernel">' if self.spelling == "kernel" else '<div class="socklab">']
         if self.title:
             out.append(f'<p class="sl-title">{html.escape(self.title)}</p>')
         if not self.rows:

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import _claims, _ladder, _roles, _views
+from . import _claims, _events, _ladder, _roles, _views
 from ._observed import Observed
 from ._records import Call
 from ._render import Group, Lines, Table
 from ._states import SocketRow
+from ._tcp import Transition
+from ._vocab import State
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -68,6 +70,27 @@ class Run(Observed):
         """The recorded calls, who made each and what it returned (a value or an errno name)."""
         return _views.results(self)
 
+    def events(self) -> Table:
+        """The kernel's own events of this run (as root): state changes, resets and their reasons,
+        retransmissions, drops; and the namespace's TCP counters that changed."""
+        return _views.events(self)
+
+    def timeline(self) -> Table:
+        """Calls, packets and kernel events in one list, in time order."""
+        return _views.timeline(self)
+
+    def resets(self) -> list[tuple[str, str, State | None]]:
+        """(who sent it, the kernel's reason, the sending socket's state) of every RST the kernel sent."""
+        return _events.resets(self)
+
+    def path(self, role: str) -> list[Transition]:
+        """The transitions of RFC 9293's state machine `role`'s socket took, from the kernel's
+        recorded events (for ``draw_state_diagram``); ValueError without events."""
+        if not self.kernel_events:
+            raise ValueError(f"run {self.name!r} has no kernel events ({self.events_unavailable}), so the path "
+                             f"of {role!r} is not known; give state_path() the states the tables show instead")
+        return _events.path(self, role)
+
     def about(self) -> Table:
         """Where this ran (kernel, time, isolation, capture), its notes and its unchecked claims."""
         return _views.about(self, self.unchecked)
@@ -91,7 +114,9 @@ class Run(Observed):
     def expect(self, *, calls: Mapping[str, object] | None = None, values: Mapping[str, object] | None = None,
                flow: Sequence[str] | None = None, states: Mapping[str, Mapping[str, object]] | None = None,
                packets: Mapping[int, Mapping[str, object]] | None = None,
-               killed_by: str | None = None) -> Run:
+               killed_by: str | None = None, resets: Sequence[tuple[str, str]] | None = None,
+               transitions: Mapping[str, Sequence[str | State]] | None = None,
+               counters: Mapping[str, int] | None = None) -> Run:
         """Check what the page claims against what the kernel did.
 
         * ``calls={"server: send #1": 1, "server: send #2": "EPIPE"}``: the value each call
@@ -104,14 +129,20 @@ class Run(Observed):
           "timer": "timewait"}`` (the timer by its kind);
         * ``packets={6: {"flags": "R.", "seq": 1, "ack": 1, "ip": "IP6"}}``: fields of the
           packet at that index in the trace (any attribute of a trace packet);
-        * ``killed_by="SIGPIPE"``.
+        * ``killed_by="SIGPIPE"``;
+        * ``resets=[("client", "TCP_TIMEWAIT_SOCKET")]``: every RST the kernel sent, in order,
+          who sent it and the kernel's reason (``include/net/rstreason.h``; "" for any reason);
+        * ``transitions={"client": ["ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2"]}``: every state the
+          kernel moved a socket through (its events, brief states included);
+        * ``counters={"TcpExtTCPAbortOnData": 1}``: how much a namespace TCP counter moved.
 
         Raises ``ClaimError`` naming every claim that broke. A claim this machine cannot
         check (packets, without capture) is added to ``unchecked``, shown by ``about()``
         and printed to stderr: never counted as passed. Returns the run.
         """
         broken, unchecked = _claims.check(self, calls=calls, values=values, flow=flow, states=states,
-                                          packets=packets, killed_by=killed_by)
+                                          packets=packets, killed_by=killed_by, resets=resets,
+                                          transitions=transitions, counters=counters)
         self.unchecked += [u for u in unchecked if u not in self.unchecked]
         _claims.report(self, broken, unchecked)
         return self

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from . import _roles
+from . import _events, _roles
 from ._observed import Observed
 from ._render import Group, Lines, Table
 from ._states import SocketRow
@@ -76,11 +76,61 @@ def results(run: Observed) -> Table:
     return Table("calls", ["by", "call", "result"], rows, classes, notes, empty="(no calls recorded)")
 
 
+def _start(run: Observed) -> int:
+    """Time zero of a run's tables: its first packet, else its first event or call."""
+    firsts = [x.time_ns for x in run.packets[:1]] + [e.time_ns for e in run.kernel_events[:1]] + [
+        c.time_ns for c in run.calls[:1]]
+    return run.packets[0].time_ns if run.packets else min(firsts, default=0)
+
+
+def _ms(run: Observed, time_ns: int) -> str:
+    return f"{(time_ns - _start(run)) / 1e6:+.3f} ms"
+
+
+def events(run: Observed) -> Table:
+    """The kernel's own events of the run (as root): state changes, resets and why, retransmissions,
+    drops. The kernel's names are quoted as it prints them (``TCP_FIN_WAIT1``)."""
+    if not run.kernel_events:
+        why = run.events_unavailable or "the kernel recorded no TCP event"
+        fix = f". Fix: {run.events_fix}" if run.events_fix else ""
+        return Table("kernel events", [], [], empty=f"(none: {why}{fix})", spelling="kernel")
+    rows, classes = [], []
+    for e in run.kernel_events:
+        rows.append([_ms(run, e.time_ns), _events.whose(run, e) or "–", _events.describe(run, e)])
+        classes.append("rst" if type(e).__name__ == "ResetSent" else "")
+    notes = [f"not recorded on this kernel: {what} ({why})" for what, why in run.events_missing.items()]
+    if run.counters:
+        notes.append("counters that changed: " + ", ".join(f"{k} +{v}" for k, v in sorted(run.counters.items())))
+    return Table("kernel events (tracepoints of this run's network namespace)", ["time", "socket", "event"],
+                 rows, classes, notes, spelling="kernel")
+
+
+def timeline(run: Observed) -> Table:
+    """Calls, packets and kernel events in one list, in time order."""
+    entries: list[tuple[int, int, list[str], str]] = []
+    for c in run.calls:
+        entries.append((c.time_ns, 0, [_roles.actor(run, c) or "", f"{c.label} = {c.outcome}"],
+                        "error" if c.errno else ""))
+    for p in run.packets:
+        entries.append((p.time_ns, 1, [_roles.endpoint_role(run, p.source), f"sends {p.text()}"],
+                        "rst" if "R" in p.flags else "fin" if "F" in p.flags else ""))
+    for e in run.kernel_events:
+        entries.append((e.time_ns, 2, [_events.whose(run, e) or "–", f"kernel: {_events.describe(run, e)}"],
+                        "rst" if type(e).__name__ == "ResetSent" else ""))
+    entries.sort(key=lambda x: (x[0], x[1]))
+    rows = [[_ms(run, t), *cells] for t, _, cells, _ in entries]
+    notes = [] if run.kernel_events else [f"no kernel events: {run.events_unavailable}"]
+    return Table("timeline: calls, packets and the kernel's events", ["time", "who", "what"], rows,
+                 [cls for *_, cls in entries], notes, spelling="kernel")
+
+
 def about(run: Observed, unchecked: Sequence[str] = ()) -> Table:
     """Where this ran: kernel, isolation, capture, notes; and claims that could not be checked."""
     notes = list(run.notes)
     if run.isolation.reason:
         notes.insert(0, f"WARNING: {run.isolation.reason}. Fix: {run.isolation.fix}")
+    if run.events_unavailable and run.events_unavailable != "the run recorded no kernel events":
+        notes.append(f"no kernel events: {run.events_unavailable}. Fix: {run.events_fix}")
     notes += [f"UNCHECKED claim: {claim}" for claim in unchecked]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(run.started_ns / 1e9)) if run.started_ns else "?"
     where = run.isolation.describe().split(". Missing")[0]

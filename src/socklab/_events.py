@@ -1,0 +1,172 @@
+"""The kernel's account of a run: whose each event was, which resets were sent and why,
+and the path each socket took, from the recorded events.
+
+Theory of operation
+-------------------
+As root, the lab records the kernel's own events of the run's namespace
+(``_kernel``: state changes, resets sent with their reason, resets received,
+retransmissions, drops). This module reads them the way a page needs them:
+
+* whose an event is: the role (``_roles``) of its socket's address. A
+  connecting socket's first change (``CLOSE`` -> ``SYN_SENT``) has port 0, so it
+  belongs to the socket whose peer is the same address (the client);
+* the resets: who sent each and why, in the kernel's words
+  (``include/net/rstreason.h``, quoted in ``RESET_REASONS``);
+* the path each socket took through RFC 9293's state machine
+  (``_tcp.path``): the states it was recorded in, up to its first ``CLOSE``,
+  then how it ended. The ending is the kernel's: a reset it sent, by the
+  reason's transition in ``REASON_EVENTS`` (data that arrived for a closed
+  socket, a close with unread data, an abort); a reset it received
+  (``rcv RST``); or, with no reset, the state the snapshots last show
+  (``TIME_WAIT`` never appears as a new state in the events: the kernel swaps
+  the socket for a timewait mini-socket, which the snapshots show).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from . import _roles, _tcp
+from ._kevents import KernelEvent, ResetReceived, ResetSent, StateChange
+from ._observed import Observed
+from ._vocab import Endpoint, State
+
+#: enum sk_rst_reason, in the words of the kernel's own comments (include/net/rstreason.h).
+RESET_REASONS = {
+    "NOT_SPECIFIED": "reset reason is not specified",
+    "NO_SOCKET": "no valid socket that can be used",
+    "TCP_INVALID_ACK_SEQUENCE": "Not acceptable ACK SEQ field because ack sequence is not in the window "
+                                "between snd_una and snd_nxt",
+    "TCP_RFC7323_PAWS": "PAWS check",
+    "TCP_TOO_OLD_ACK": "TCP ACK is too old",
+    "TCP_ACK_UNSENT_DATA": "TCP ACK for data we haven't sent yet",
+    "TCP_FLAGS": "TCP flags invalid",
+    "TCP_OLD_ACK": "TCP ACK is old, but in window",
+    "TCP_ABORT_ON_DATA": "abort on data corresponding to LINUX_MIB_TCPABORTONDATA",
+    "TCP_TIMEWAIT_SOCKET": "happen on the timewait socket",
+    "INVALID_SYN": "receive bad syn packet",
+    "TCP_ABORT_ON_CLOSE": "abort on close corresponding to LINUX_MIB_TCPABORTONCLOSE",
+    "TCP_ABORT_ON_LINGER": "abort on linger corresponding to LINUX_MIB_TCPABORTONLINGER",
+    "TCP_ABORT_ON_MEMORY": "abort on memory corresponding to LINUX_MIB_TCPABORTONMEMORY",
+    "TCP_STATE": "abort on tcp state",
+    "TCP_KEEPALIVE_TIMEOUT": "time to timeout",
+}
+
+#: The transition of ``_tcp.TRANSITIONS`` a reset of this reason ends a socket's path with.
+#: A timewait socket that resets is the orphan of a close() (FIN_WAIT2 after close() is a
+#: timewait mini-socket on Linux), answering data: RFC 9293 3.6.1's "new data is received
+#: after CLOSE is called". TCP_STATE is what close() with SO_LINGER {1, 0} sends
+#: (tcp_close() -> tcp_disconnect()), measured.
+REASON_EVENTS = {
+    "TCP_ABORT_ON_DATA": "rcv data after close()",
+    "TCP_TIMEWAIT_SOCKET": "rcv data after close()",
+    "TCP_ABORT_ON_CLOSE": "close() with unread data",
+    "TCP_STATE": "close() with SO_LINGER 0",
+}
+
+
+def endpoint(event: KernelEvent) -> Endpoint | None:
+    """The address of the socket an event happened to, None when it has none."""
+    if event.family not in (socket.AF_INET, socket.AF_INET6) or not event.saddr:
+        return None
+    return Endpoint(event.family, event.saddr, event.sport)
+
+
+def peer(event: KernelEvent) -> Endpoint | None:
+    if event.family not in (socket.AF_INET, socket.AF_INET6) or not event.daddr:
+        return None
+    return Endpoint(event.family, event.daddr, event.dport)
+
+
+def whose(run: Observed, event: KernelEvent) -> str:
+    """The role of the socket an event happened to ("" when the kernel had no socket)."""
+    if isinstance(event, ResetSent) and not event.sk:
+        return ""  # a reset for a packet no socket wanted (NO_SOCKET)
+    local, remote = endpoint(event), peer(event)
+    if local is None:
+        return ""
+    if local.port == 0 and remote is not None:  # a connecting socket before its port was chosen
+        return "client" if remote.port in run.server_ports else "socket"
+    if isinstance(event, StateChange) and event.new is State.LISTEN:
+        return "listener"
+    if isinstance(event, StateChange) and event.old is State.LISTEN and event.new is State.CLOSE:
+        return "listener"
+    return _roles.endpoint_role(run, local)
+
+
+def resets(run: Observed) -> list[tuple[str, str, State | None]]:
+    """(who sent it, the kernel's reason, the sending socket's state) of every RST, in order."""
+    return [(whose(run, e) or "no socket", e.reason or "(reason not recorded)", e.state)
+            for e in run.kernel_events if isinstance(e, ResetSent)]
+
+
+def states(run: Observed, role: str) -> list[State]:
+    """The states the kernel moved `role`'s socket through, in order, from its first recorded one."""
+    seen: list[State] = []
+    for e in run.kernel_events:
+        if isinstance(e, StateChange) and whose(run, e) == role:
+            for state in (e.old, e.new):
+                if state is not None and (not seen or seen[-1] is not state):
+                    seen.append(state)
+    return seen
+
+
+def path_items(run: Observed, role: str) -> list[str | State]:
+    """What ``_tcp.path`` needs for `role`: its states up to its first CLOSE, then how it ended."""
+    recorded = states(run, role)
+    start = 1 if recorded[:1] == [State.CLOSE] else 0  # a new socket starts CLOSED
+    items: list[str | State] = []
+    for state in recorded[start:]:
+        if state is State.CLOSE:
+            break
+        items.append(state.machine)
+    sent = [e for e in run.kernel_events if isinstance(e, ResetSent) and whose(run, e) == role]
+    received = [e for e in run.kernel_events if isinstance(e, ResetReceived) and whose(run, e) == role]
+    if sent and sent[0].reason in REASON_EVENTS:
+        items.append(REASON_EVENTS[sent[0].reason])
+    elif received:
+        items.append("rcv RST")
+    elif State.CLOSE in recorded[start:]:
+        items.append(State.CLOSE)
+    else:
+        last = _last_snapshot_state(run, role)
+        if last is not None:
+            items.append(last.machine)
+    return items
+
+
+def path(run: Observed, role: str) -> list[_tcp.Transition]:
+    """The transitions of RFC 9293's state machine `role`'s socket took in this run."""
+    items = path_items(run, role)
+    if not items:
+        raise ValueError(f"the kernel recorded no state of {role!r} in run {run.name!r}")
+    return _tcp.path(items)
+
+
+def _last_snapshot_state(run: Observed, role: str) -> State | None:
+    for snap in reversed(run.snapshots):
+        table = _roles.table(run, snap.label)
+        if role in table:
+            return table[role].state
+    return None
+
+
+def describe(run: Observed, event: KernelEvent) -> str:
+    """One event in words, the kernel's names quoted: ``TCP_FIN_WAIT1 -> TCP_FIN_WAIT2``."""
+    def name(state: State | None) -> str:
+        return state.kernel if state is not None else "?"
+
+    kind = type(event).__name__
+    if isinstance(event, StateChange):
+        return f"state {name(event.old)} -> {name(event.new)}"
+    if isinstance(event, ResetSent):
+        where = f" by a socket in {name(event.state)}" if event.state is not None else " with no socket"
+        return f"sent RST{where}: {event.reason or 'reason not recorded'}"
+    if isinstance(event, ResetReceived):
+        return f"reset taken in {name(event.state)} (tcp_reset)"
+    state = getattr(event, "state", None)
+    if kind == "Retransmit":
+        return f"retransmitted a segment in {name(state)}"
+    if kind == "Dropped":
+        return f"dropped a [{getattr(event, 'flags', '')}] segment: {getattr(event, 'reason', '')}"
+    return kind

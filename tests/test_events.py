@@ -1,0 +1,131 @@
+"""The kernel's account of a run: whose each event is, resets and their reasons, paths; and the
+views, claims and ladder that use them. From fixed records: no kernel involved."""
+
+import socket
+
+import pytest
+
+from socklab import ClaimError, State
+from socklab import _ladder as ladder_module
+from socklab._kevents import ResetReceived, ResetSent, StateChange
+from socklab._records import Counters, KernelEvents
+from socklab._run import Run
+from test_ladder import seed_run
+from test_trace import SEED
+
+T = [t for t, _ in SEED]  # SYN .. FIN at [3], its ACK at [4], data at [5], RST at [6]
+LO = "127.0.0.1"
+
+
+def change(t, sport, dport, old, new, sk=1):
+    return StateChange(t, socket.AF_INET, LO, sport, LO, dport, sk, State[old], State[new])
+
+
+#: The seed's central run as the kernel tells it (Linux 6.18): the client's socket becomes a
+#: timewait mini-socket after close(), and that mini-socket answers the server's byte.
+EVENTS = (
+    change(T[0] - 5, 0, 4321, "CLOSE", "SYN_SENT"),
+    change(T[1] - 1, 4321, 50000, "LISTEN", "SYN_RECV", sk=2),
+    change(T[1] + 1, 50000, 4321, "SYN_SENT", "ESTABLISHED"),
+    change(T[2] + 1, 4321, 50000, "SYN_RECV", "ESTABLISHED", sk=2),
+    change(T[3] - 1, 50000, 4321, "ESTABLISHED", "FIN_WAIT1"),
+    change(T[3] + 1, 4321, 50000, "ESTABLISHED", "CLOSE_WAIT", sk=2),
+    change(T[4] + 1, 50000, 4321, "FIN_WAIT1", "FIN_WAIT2"),
+    change(T[4] + 2, 50000, 4321, "FIN_WAIT2", "CLOSE"),
+    ResetSent(T[6] - 1, socket.AF_INET, LO, 50000, LO, 4321, 9, State.TIME_WAIT, "TCP_TIMEWAIT_SOCKET"),
+    ResetReceived(T[6] + 1, socket.AF_INET, LO, 4321, LO, 50000, 2, State.CLOSE_WAIT),
+    change(T[6] + 2, 4321, 50000, "CLOSE_WAIT", "CLOSE", sk=2),
+)
+
+
+def with_events(events=EVENTS, **kernel):
+    records = seed_run().records
+    return Run("seed", [*records[:-1], KernelEvents(tuple(events), **kernel),
+                        Counters((("TcpExtTCPAbortOnData", 0),)), records[-1]])
+
+
+def test_each_event_belongs_to_the_role_of_its_socket_and_a_connecting_socket_to_the_client():
+    run = with_events()
+    assert run.resets() == [("client", "TCP_TIMEWAIT_SOCKET", State.TIME_WAIT)]
+    from socklab import _events
+    assert [_events.whose(run, e) for e in EVENTS[:2]] == ["client", "server"]
+
+
+def test_the_states_of_a_socket_include_the_brief_ones_no_snapshot_saw():
+    from socklab import _events
+    assert _events.states(with_events(), "client") == [State.CLOSE, State.SYN_SENT, State.ESTABLISHED,
+                                                       State.FIN_WAIT1, State.FIN_WAIT2, State.CLOSE]
+
+
+def test_a_path_ends_the_way_the_kernel_says_the_socket_ended():
+    run = with_events()
+    client = [(t.from_state, t.event, t.to_state) for t in run.path("client")]
+    assert client[-1] == (State.FIN_WAIT2, "rcv data after close()", State.CLOSE)
+    assert (State.FIN_WAIT1, "rcv ACK of FIN", State.FIN_WAIT2) in client
+    server = [(t.event, t.to_state) for t in run.path("server")]
+    assert server == [("rcv SYN", State.SYN_RECV), ("rcv ACK of SYN", State.ESTABLISHED),
+                      ("rcv FIN", State.CLOSE_WAIT), ("rcv RST", State.CLOSE)]
+
+
+def test_without_events_a_path_is_refused_with_what_to_do():
+    with pytest.raises(ValueError, match="no kernel events .* give state_path"):
+        seed_run().path("client")
+
+
+def test_reset_claims_name_who_and_why_and_fail_with_the_kernels_words():
+    run = with_events()
+    run.expect(resets=[("client", "TCP_TIMEWAIT_SOCKET")], transitions={"server": [
+        "LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "CLOSE"]}, counters={"TcpExtTCPAbortOnData": 0})
+    run.expect(resets=[("client", "")])  # any reason
+    with pytest.raises(ClaimError, match=r"resets: the page says client: TCP_ABORT_ON_DATA; the kernel says "
+                                         r"client: TCP_TIMEWAIT_SOCKET \(happen on the timewait socket; sent by a "
+                                         r"socket in TCP_TIME_WAIT\)"):
+        run.expect(resets=[("client", "TCP_ABORT_ON_DATA")])
+    with pytest.raises(ClaimError, match=r"transitions of client: the page says TCP_ESTABLISHED -> TCP_FIN_WAIT2"):
+        run.expect(transitions={"client": ["ESTABLISHED", "FIN_WAIT2"]})
+    with pytest.raises(ClaimError, match=r"counter TcpExtTCPAbortOnData: the page says \+1"):
+        run.expect(counters={"TcpExtTCPAbortOnData": 1})
+
+
+def test_event_claims_without_events_are_unchecked_and_said(capsys):
+    run = with_events((), unavailable="kernel events need root (bpf and tracefs)", fix="run as root")
+    run.expect(resets=[("client", "TCP_TIMEWAIT_SOCKET")], transitions={"client": ["ESTABLISHED"]})
+    assert len(run.unchecked) == 2 and "kernel events need root" in run.unchecked[0]
+    assert "UNCHECKED" in capsys.readouterr().err
+    assert "no kernel events: kernel events need root (bpf and tracefs). Fix: run as root" in str(run.about())
+
+
+def test_a_kernel_without_reasons_leaves_reason_claims_unchecked_but_checks_who():
+    no_reason = tuple(ResetSent(e.time_ns, e.family, e.saddr, e.sport, e.daddr, e.dport, e.sk, e.state, "")
+                      if isinstance(e, ResetSent) else e for e in EVENTS)
+    run = with_events(no_reason, missing=(("reset reasons", "no reason field before Linux 6.10"),))
+    run.expect(resets=[("client", "TCP_TIMEWAIT_SOCKET")])
+    assert "no reason field" in run.unchecked[0]
+    with pytest.raises(ClaimError, match="resets: the page says server"):
+        run.expect(resets=[("server", "TCP_TIMEWAIT_SOCKET")])
+
+
+def test_the_events_table_quotes_the_kernels_names_and_the_timeline_merges_everything():
+    run = with_events()
+    events = str(run.events())
+    assert "client  sent RST by a socket in TCP_TIME_WAIT: TCP_TIMEWAIT_SOCKET" in events
+    assert "state TCP_FIN_WAIT1 -> TCP_FIN_WAIT2" in events
+    assert 'class="socklab sl-kernel"' in run.events()._repr_html_()
+    lines = str(run.timeline()).splitlines()
+    assert any("sends Flags [R], seq 2" in line for line in lines)
+    rst = next(i for i, line in enumerate(lines) if "sends Flags [R]" in line)
+    reason = next(i for i, line in enumerate(lines) if "TCP_TIMEWAIT_SOCKET" in line)
+    assert abs(rst - reason) == 1  # the reset and the kernel's reason side by side
+
+
+def test_the_ladder_labels_each_reset_with_the_kernels_reason_and_draws_brief_states():
+    run = with_events()
+    assert ladder_module.reset_reasons(run) == {6: "TCP_TIMEWAIT_SOCKET"}
+    fig = ladder_module.ladder(run)
+    texts = {a.get_gid(): a.get_text() for a in fig.findobj(lambda a: (a.get_gid() or "").startswith(
+        ("packet-6-reason", "state-left")))}
+    assert texts["packet-6-reason"] == "kernel's reason: TCP_TIMEWAIT_SOCKET"
+    assert [texts[g] for g in sorted(g for g in texts if g.startswith("state-left"))] == [
+        "SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSED"]
+    assert "client sends RST (emphasised), the kernel's reason TCP_TIMEWAIT_SOCKET" in ladder_module.ladder_alt(run)
+    ladder_module.pyplot().close("all")
