@@ -282,3 +282,136 @@ def test_wait_state_on_a_socket_never_seen_open_says_what_to_do():
 
     with pytest.raises(socklab.ScenarioError, match="closed before socklab saw its addresses"):
         socklab.run(closes)
+
+
+# -- nothing left behind (issue 10, items 1 and 2) ------------------------------
+
+def wait_until(condition, timeout=10.0):
+    """Poll `condition` until it is true; fail the test after `timeout` seconds."""
+    import time
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout}s: {condition.__doc__ or condition}"
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def alive(pid):
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def leaves_processes(lab):
+    """A forked child that lingers, a daemon that escaped its process group, and a subprocess."""
+    child = os.fork()
+    if child == 0:
+        select.select([], [], [])
+        os._exit(0)
+    r, w = os.pipe()
+    if os.fork() == 0:  # double fork and setsid: a daemon, reparented away from us
+        os.setsid()
+        daemon = os.fork()
+        if daemon == 0:
+            select.select([], [], [])
+            os._exit(0)
+        os.write(w, str(daemon).encode())
+        os._exit(0)
+    daemon = int(os.read(r, 20))
+    sleeper = subprocess.Popen(["sleep", "30"])
+    lab.note(f"pids {child} {daemon} {sleeper.pid}")
+    sleeper.returncode = 0  # the scenario means to leave it running: no ResourceWarning about it
+
+
+def test_what_a_scenario_leaves_running_ends_with_the_run_and_is_named():
+    import time
+    start = time.monotonic()
+    run = socklab.run(leaves_processes, timeout=8)
+    assert time.monotonic() - start < 8  # finished: no false timeout from a grandchild holding the pipe
+    pids = [int(p) for p in run.notes[0].split()[1:]]
+    for pid in pids:
+        wait_until(lambda pid=pid: not alive(pid))
+    leftovers = [n for n in run.notes if "still running when the scenario ended" in n]
+    assert len(leftovers) == 3, run.notes
+    assert any("sleep 30" in n for n in leftovers)
+    assert "still running when the scenario ended" in str(run.about())
+    assert_no_children()
+
+
+HANGS_AFTER_STARTING_A_SLEEP = textwrap.dedent("""
+    import os, select, subprocess, sys
+    sys.path.insert(0, sys.argv[1])
+    import socklab
+
+    def hangs(lab):
+        sleeper = subprocess.Popen(["sleep", "60"])
+        with open(sys.argv[2] + ".tmp", "w") as f:
+            f.write(f"{os.getpid()} {sleeper.pid}")
+        os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+        select.select([], [], [])
+
+    socklab.run(hangs, timeout=60)
+""")
+
+
+def start_hanging_run(tmp_path):
+    pids = tmp_path / "pids"
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    parent = subprocess.Popen([sys.executable, "-c", HANGS_AFTER_STARTING_A_SLEEP, src, str(pids)],
+                              stderr=subprocess.PIPE, text=True)
+    wait_until(pids.exists)
+    return parent, [int(p) for p in pids.read_text().split()]
+
+
+def test_ctrl_c_stops_a_hanging_run_promptly_and_leaves_nothing(tmp_path):
+    parent, (scenario, sleeper) = start_hanging_run(tmp_path)
+    try:
+        parent.send_signal(signal.SIGINT)
+        _, err = parent.communicate(timeout=10)
+    finally:
+        parent.kill()
+        parent.wait()
+    assert "KeyboardInterrupt" in err
+    for pid in (scenario, sleeper):
+        wait_until(lambda pid=pid: not alive(pid))
+
+
+def test_no_process_of_a_run_outlives_its_killed_parent(tmp_path):
+    parent, (scenario, sleeper) = start_hanging_run(tmp_path)
+    parent.kill()
+    parent.wait()
+    parent.stderr.close()
+    for pid in (scenario, sleeper):
+        wait_until(lambda pid=pid: not alive(pid))
+
+
+# -- honest messages, checked arguments (issue 10, item 10) ------------------------
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1, 0])
+def test_a_timeout_that_is_not_a_finite_positive_number_is_refused(timeout):
+    with pytest.raises(ValueError, match="timeout must be a finite number of seconds above 0"):
+        socklab.run(scenarios.empty, timeout=timeout)
+
+
+def test_a_timeout_message_names_the_last_note_recorded():
+    def hangs(lab):
+        lab.note("about to hang on purpose")
+        select.select([], [], [])
+
+    with pytest.raises(socklab.ScenarioTimeout) as info:
+        socklab.run(hangs, timeout=0.5)
+    assert "note 'about to hang on purpose'" in str(info.value)
+    assert "nothing recorded" not in str(info.value) and "died" not in str(info.value)
+
+
+def test_an_early_exit_message_says_how_it_ended_and_its_last_step():
+    def exits(lab):
+        lab.note("leaving early")
+        os._exit(3)
+
+    with pytest.raises(socklab.ScenarioError, match=r"exit status 3.*note 'leaving early'"):
+        socklab.run(exits)

@@ -23,7 +23,9 @@ spawned interpreter could not import.
 
 from __future__ import annotations
 
+import dataclasses
 import errno as errno_module
+import math
 import os
 import pickle
 import platform
@@ -287,24 +289,86 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
         pause = min(pause * 2, 0.01)
 
 
-# -- the child ----------------------------------------------------------------
+# -- the child's side: a supervisor and the scenario's process -----------------
 
-def _child(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int) -> None:
-    """Body of the forked child. Never returns."""
+class _Stop(Exception):
+    """The parent asked the supervisor to stop the run (SIGTERM at the timeout)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Exited:
+    """The supervisor's last record: the scenario process's wait status."""
+
+    status: int
+    stopped: str  #: "" when the scenario ended by itself, else why it was killed
+
+
+def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int, parent: int) -> None:
+    """Body of the forked child: run the scenario in a process of its own, end everything
+    it left behind, report. Never returns."""
     code = 0
-
-    def send(record: object) -> None:
-        _write_all(fd, pickle.dumps(record))
-
     try:
-        capture = None
+        previous_sigterm = signal.getsignal(signal.SIGTERM)
+
+        def stop(signum: int, frame: object) -> None:
+            raise _Stop("the run's timeout")
+
+        signal.signal(signal.SIGTERM, stop)
+        os.setpgid(0, 0)
+        _netns.prctl(_netns.PR_SET_CHILD_SUBREAPER, 1)
+        parent_fd = os.pidfd_open(parent)
+        if os.getppid() != parent:  # the parent died before we could watch it
+            os._exit(0)
         try:
             _netns.enter(isolation.mode)
-            if isolation.capture:
-                capture = _capture.Capture("lo")
         except OSError as e:  # the probe said yes, the child was refused
             isolation = _netns.Isolation("none", False, f"entering the namespace failed: {e}",
                                          _netns.FIX_NAMESPACES)
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _scenario_process(scenario, isolation, fd, me, previous_sigterm)
+        scenario_fd = os.pidfd_open(pid)
+        stopped = ""
+        try:
+            ready, _, _ = select.select([scenario_fd, parent_fd], [], [])
+            if parent_fd in ready and scenario_fd not in ready:
+                stopped = "its parent process died"
+        except _Stop as e:
+            stopped = str(e)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stopped:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        for text in _end_descendants(me):
+            _write_record(fd, Note(text))
+        _write_record(fd, _Exited(status, stopped))
+    except BaseException:  # noqa: BLE001 - a forked child must never return
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _scenario_process(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int,
+                      supervisor: int, sigterm: Any) -> None:
+    """Body of the scenario's process (the supervisor's child). Never returns."""
+    code = 0
+    try:
+        signal.signal(signal.SIGTERM, sigterm)
+        _netns.prctl(_netns.PR_SET_PDEATHSIG, signal.SIGKILL)  # no scenario outlives its supervisor
+        if os.getppid() != supervisor:
+            os._exit(code)
+
+        def send(record: object) -> None:
+            _write_record(fd, record)
+
+        capture = None
+        if isolation.capture:
+            try:
+                capture = _capture.Capture("lo")
+            except OSError as e:
+                isolation = dataclasses.replace(isolation, capture=False,
+                                                reason=f"opening the capture failed: {e}", fix=_netns.FIX_CAPTURE)
         send(Started(platform.release(), isolation.mode, capture is not None, isolation.reason,
                      isolation.fix, time.time_ns()))
         lab = Lab(send, capture, isolation)
@@ -321,13 +385,100 @@ def _child(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int)
         os._exit(code)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_record(fd: int, record: object) -> None:
+    data = pickle.dumps(record)
     view = memoryview(_LENGTH.pack(len(data)) + data)
     while view:
         view = view[os.write(fd, view) :]
 
 
+def _processes() -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, state letter)} of every process /proc shows."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # it ended while we looked
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        found[int(entry)] = (int(fields[1]), fields[0].decode())
+    return found
+
+
+def _descendants(root: int) -> list[int]:
+    """The living (not zombie) descendants of `root`, parents before children."""
+    procs = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop(0)
+        if procs[pid][1] != "Z":
+            out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            text = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    return _short_repr(text)[1:-1] if len(text) > 60 else text or "?"
+
+
+def _end_descendants(me: int, timeout: float = 5.0) -> list[str]:
+    """Kill and reap everything the scenario left running (its orphans are ours: we are
+    their subreaper); return one line per process, for the run's notes."""
+    seen: dict[int, str] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        living = _descendants(me)
+        for pid in living:
+            if pid not in seen:
+                seen[pid] = _command_line(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        children_left = True
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                children_left = False
+                break
+        if not living and not children_left:
+            break
+        if time.monotonic() > deadline:
+            seen.update({pid: seen.get(pid, "?") + " (could not be ended)" for pid in _descendants(me)})
+            break
+        time.sleep(0.001)
+    return [f"WARNING: still running when the scenario ended, killed by socklab: {command} (pid {pid})"
+            for pid, command in sorted(seen.items())]
+
+
 # -- the parent ---------------------------------------------------------------
+
+#: How long the supervisor gets, after the timeout, to end the scenario and report.
+STOP_GRACE = 5.0
+
+
+def _seconds(value: object, name: str = "timeout") -> float:
+    """A timeout as a float, or a clear error: it must be a finite number above zero."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds above 0, not {value!r} "
+                         f"(for example {name}=10)")
+    return float(value)
+
 
 def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         allow_signals: bool = False) -> Run:
@@ -337,28 +488,45 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     tables, calls, packets and notes, or raises ``ScenarioError`` (with the
     child's traceback), ``ScenarioTimeout`` after `timeout` seconds, or
     ``ScenarioKilled`` when a signal killed it (unless `allow_signals`, in
-    which case the ``Run`` says which signal, in ``run.killed_by``).
+    which case the ``Run`` says which signal, in ``run.killed_by``). Processes
+    the scenario started and left running are killed when it ends, and named
+    in the run's notes. ``KeyboardInterrupt`` stops the run (nothing is left
+    running) and is raised again.
     """
     if not callable(scenario):
         raise TypeError(f"run() needs a function taking a Lab, not {scenario!r}")
+    timeout = _seconds(timeout)
     name = name or str(getattr(scenario, "__name__", "scenario"))
     isolation = _netns.probe()
     _capture.keep_timestamping_on()
     r, w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _child(scenario, isolation, w)
+        _supervise(scenario, isolation, w, parent)
     os.close(w)
-    records: list[object] = []
-    timed_out = False
     try:
-        timed_out = not _read_records(r, records, time.monotonic() + timeout)
-    finally:
-        os.close(r)
-        if timed_out:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+        os.setpgid(pid, pid)  # also done by the child: whichever runs first, killpg works
+    except OSError:  # it already exited, or already did it itself
+        pass
+    records: list[object] = []
+    reader = _RecordReader(records)
+    try:
+        timed_out = _collect(pid, r, reader, time.monotonic() + timeout)
+    except BaseException:  # KeyboardInterrupt above all: end the run, then let it through
+        try:
+            _collect(pid, r, reader, time.monotonic())  # stop now: the supervisor ends what the scenario started
+        finally:
+            _kill_group(pid)
+            os.waitpid(pid, 0)
+            os.close(r)
+        raise
+    os.close(r)
+    _kill_group(pid)  # whatever escaped the supervisor, before its pid (our group id) is freed
+    _, supervisor_status = os.waitpid(pid, 0)
+    exited = next((rec for rec in records if isinstance(rec, _Exited)), None)
+    records = [rec for rec in records if not isinstance(rec, _Exited)]
     run_ = Run(name, records)
     last = run_.last_step()
     if timed_out:
@@ -368,35 +536,96 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     if failed is not None:
         raise ScenarioError(f"scenario {name!r} raised {failed.kind}: {failed.message}\n\n"
                             f"Traceback in the scenario's process:\n{failed.traceback}")
-    if os.WIFSIGNALED(status):
-        sig = signal.Signals(os.WTERMSIG(status)).name
+    if exited is None:
+        raise ScenarioError(f"socklab's supervising process ended without reporting "
+                            f"({_status_text(supervisor_status)}); the scenario's last recorded step was: {last}")
+    if os.WIFSIGNALED(exited.status):
+        sig = signal.Signals(os.WTERMSIG(exited.status)).name
         run_.killed_by = sig
         if not allow_signals:
             raise ScenarioKilled(f"scenario {name!r} was killed by {sig} during: {last}. "
                                  "Pass allow_signals=True to run() if the page means to show it.")
     elif not any(isinstance(rec, Finished) for rec in records):
-        raise ScenarioError(f"scenario {name!r} ended without reporting (exit status "
-                            f"{os.waitstatus_to_exitcode(status)}); last step: {last}")
+        raise ScenarioError(f"scenario {name!r} ended without reporting ({_status_text(exited.status)}); "
+                            f"its last recorded step was: {last}")
     return run_
 
 
-def _read_records(fd: int, records: list[object], deadline: float) -> bool:
-    """Read length-prefixed pickles until EOF (True) or the deadline (False)."""
-    buffer = b""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return False
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return True
-        buffer += chunk
-        while len(buffer) >= _LENGTH.size:
-            (size,) = _LENGTH.unpack_from(buffer)
-            if len(buffer) < _LENGTH.size + size:
+def _status_text(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:  # the group is empty
+        pass
+
+
+def _collect(pid: int, fd: int, reader: _RecordReader, deadline: float) -> bool:
+    """Read records until the supervisor `pid` exits; True if the deadline passed first.
+
+    The supervisor's exit, not the pipe's end-of-file, ends the run: a process the
+    scenario started may hold the pipe's write end open. At the deadline the supervisor
+    is asked to stop the scenario (SIGTERM) and report; if it cannot within
+    ``STOP_GRACE``, the whole process group is killed.
+    """
+    os.set_blocking(fd, False)
+    exited_fd = os.pidfd_open(pid)
+    timed_out = False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if timed_out:  # the grace is over too
+                    _kill_group(pid)
+                    break
+                timed_out = True
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + STOP_GRACE
+                continue
+            ready, _, _ = select.select([fd, exited_fd], [], [], left)
+            if fd in ready and not reader.read(fd):
+                break  # end of file: every writer has gone
+            if exited_fd in ready:
+                reader.read(fd)  # what it wrote before exiting is in the pipe now
                 break
-            records.append(pickle.loads(buffer[_LENGTH.size : _LENGTH.size + size]))
-            buffer = buffer[_LENGTH.size + size :]
+    finally:
+        os.close(exited_fd)
+    return timed_out
+
+
+class _RecordReader:
+    """Length-prefixed pickles from a pipe, decoded in time linear in their size."""
+
+    def __init__(self, records: list[object]) -> None:
+        self.records = records
+        self._buffer = bytearray()
+
+    def read(self, fd: int) -> bool:
+        """Read what the pipe holds now; False at end of file."""
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self.feed(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        buffer = self._buffer
+        buffer += chunk
+        start = 0
+        while len(buffer) - start >= _LENGTH.size:
+            (size,) = _LENGTH.unpack_from(buffer, start)
+            end = start + _LENGTH.size + size
+            if len(buffer) < end:
+                break
+            with memoryview(buffer) as view:
+                self.records.append(pickle.loads(view[start + _LENGTH.size : end]))
+            start = end
+        if start:
+            del buffer[:start]

@@ -42,6 +42,9 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
 #: The ephemeral ports a scenario's connecting sockets get, in this order.
 EPHEMERAL_PORTS = (50000, 50001)
 
@@ -76,6 +79,13 @@ class Isolation:
 def unshare(flags: int) -> None:
     """Call unshare(2); raise OSError with the errno on failure."""
     if _libc.unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def prctl(option: int, value: int) -> None:
+    """Call prctl(2) with one argument; raise OSError with the errno on failure."""
+    if _libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 

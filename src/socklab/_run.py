@@ -98,7 +98,11 @@ class Run:
                 return f"{record.label} ({'returned' if done else 'had not returned'})"
             if isinstance(record, Snapshot):
                 return f"snapshot {record.label!r}"
-        return "nothing recorded (it died before its first step)"
+            if isinstance(record, Note):
+                return f"note {record.text!r}"
+        if any(isinstance(r, Started) for r in self.records):
+            return "none (it had started, but recorded no step)"
+        return "none (it had not started: no record came from its process)"
 
     @functools.cached_property
     def server_ports(self) -> set[int]:
