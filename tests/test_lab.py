@@ -415,3 +415,10 @@ def test_an_early_exit_message_says_how_it_ended_and_its_last_step():
 
     with pytest.raises(socklab.ScenarioError, match=r"exit status 3.*note 'leaving early'"):
         socklab.run(exits)
+
+
+# -- reproducible tables (issue 10, item 7) ---------------------------------------
+
+def test_a_snapshot_lists_its_rows_in_the_same_order_in_every_run():
+    orders = {tuple(socklab.run(scenarios.close_then_send).states_at("before close on client")) for _ in range(12)}
+    assert orders == {("listener", "server", "client")}

@@ -120,9 +120,9 @@ class Lab:
 
     def _rows(self) -> tuple[_states.SocketRow, ...]:
         rows = _states.snapshot()
-        if self.isolation.private:
-            return tuple(rows)
-        return tuple(self._only_own(rows))
+        if not self.isolation.private:
+            rows = self._only_own(rows)
+        return tuple(sorted(rows, key=_states.table_order))
 
     def _only_own(self, rows: list[_states.SocketRow]) -> list[_states.SocketRow]:
         """Without a private namespace: keep the sockets this process owns or owned."""

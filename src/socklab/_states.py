@@ -82,7 +82,7 @@ class SocketRow:
     send_q: int
     local: str  #: "127.0.0.1:4321", "[::1]:4321", or for Unix the path or "*"
     peer: str
-    timer: str = ""  #: like ss -o: "timewait,59sec" ("" when none)
+    timer: str = ""  #: like ss -o: "timewait,60sec,0" ("" when none)
     inode: int = 0
 
     @property
@@ -94,22 +94,29 @@ class SocketRow:
         return _port(self.peer)
 
 
+def table_order(row: SocketRow) -> tuple:
+    """A row's place in a table, the same in every run (the kernel's dump follows its hash
+    buckets, which differ between runs): TCP before Unix, listeners first, then by port."""
+    return (row.netid != "tcp", row.state != "LISTEN", row.local_port or 0, row.peer_port or 0,
+            row.local, row.peer, row.state, row.inode)
+
+
 def _port(addr: str) -> int | None:
     head, sep, port = addr.rpartition(":")
     return int(port) if sep and port.isdigit() else None
 
 
 def format_timer(kind: int, expires_ms: int, retrans: int = 0) -> str:
-    """Format a timer like ``ss -o`` does (``timewait,59sec,0``)."""
+    """Format a timer like ``ss -o`` (``timewait,60sec,0``), in one unit per range.
+
+    From a second up, whole seconds rounded up (``ss`` would print ``1min`` or
+    ``59sec`` for the same 60-second timer, by a millisecond): a timer counts down
+    from its set value, so a table taken within a second of it shows that value.
+    """
     name = TIMERS.get(kind, f"timer{kind}")
     if not name:
         return ""
-    if expires_ms >= 60_000:
-        left = f"{expires_ms // 60_000}min{expires_ms % 60_000 // 1000}sec"
-    elif expires_ms >= 1000:
-        left = f"{expires_ms // 1000}sec"
-    else:
-        left = f"{expires_ms}ms"
+    left = f"{-(-expires_ms // 1000)}sec" if expires_ms >= 1000 else f"{expires_ms}ms"
     return f"{name},{left},{retrans}"
 
 
