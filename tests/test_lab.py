@@ -214,7 +214,8 @@ def test_refused_namespace_still_runs_and_says_what_is_missing(refused_namespace
     assert "NOT isolated" in text and "network namespaces refused" in text and "Fix:" in text
     assert [c.outcome for c in run.calls] == ["None", "1", "EPIPE"]
     # only the scenario's own sockets and packets, even in the host's namespace
-    ports = {scenarios.PORT, run.call("send #1").peer.rpartition(":")[2]}
+    send = run.call("send #1")
+    ports = {send.local.rpartition(":")[2], send.peer.rpartition(":")[2]}
     for snap in run.snapshots:
         for row in snap.rows:
             assert str(row.local_port) in {str(p) for p in ports}
@@ -422,3 +423,93 @@ def test_an_early_exit_message_says_how_it_ended_and_its_last_step():
 def test_a_snapshot_lists_its_rows_in_the_same_order_in_every_run():
     orders = {tuple(socklab.run(scenarios.close_then_send).states_at("before close on client")) for _ in range(12)}
     assert orders == {("listener", "server", "client")}
+
+
+# -- the host's namespace: nothing foreign read, no port taken (issue 10, item 3) -----
+
+HOST_SERVICE = textwrap.dedent("""
+    import socket, sys
+    host = socket.socket()
+    host.bind(("127.0.0.1", 0))
+    host.listen(64)
+    print(host.getsockname()[1], flush=True)
+    while True:
+        with socket.create_connection(host.getsockname()) as c:
+            s, _ = host.accept()
+            with s:
+                c.sendall(b"password=hunter2")
+                s.recv(100)
+""")
+
+
+def test_host_mode_capture_never_takes_in_another_programs_packets(refused_namespaces):
+    if not _netns.probe().capture:
+        pytest.skip("capture in the host's namespace needs root (CAP_NET_RAW)")
+    service = subprocess.Popen([sys.executable, "-c", HOST_SERVICE], stdout=subprocess.PIPE, text=True)
+    try:
+        service.stdout.readline()
+        runs = [socklab.run(scenarios.close_then_send) for _ in range(3)]
+        assert service.poll() is None, "the host traffic stopped during the runs"
+    finally:
+        service.kill()
+        service.wait()
+        service.stdout.close()
+    for run in runs:
+        assert run.flow() == scenarios.SEED_FLOW
+        assert not any(b"hunter2" in data for _, data in run.frames)  # filtered in the kernel, not later
+
+
+def test_host_mode_never_uses_a_port_another_program_listens_on(refused_namespaces):
+    service = socket.socket()  # a service on the page's port, held by the caller (not the scenario)
+    service.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        service.bind(("127.0.0.1", scenarios.PORT))
+        service.listen(8)
+        ours = True
+    except OSError:  # another program holds it already: the same situation
+        ours = False
+    service.setblocking(False)
+    try:
+        runs = [socklab.run(scenarios.close_then_send) for _ in range(3)]
+        if ours:
+            with pytest.raises(BlockingIOError):
+                service.accept()  # no run connected to the host's service
+    finally:
+        service.close()
+    for run in runs:
+        assert [c.outcome for c in run.calls] == ["None", "1", "EPIPE"]
+        used = int(run.call("send #1").local.rpartition(":")[2])
+        assert used != scenarios.PORT
+        assert any(f"used port {used} where the page says {scenarios.PORT}" in n for n in run.notes)
+        assert all(scenarios.PORT not in (row.local_port, row.peer_port) for s in run.snapshots for row in s.rows)
+
+
+def test_host_mode_tables_hold_the_scenarios_sockets_only_and_all_of_them(refused_namespaces):
+    held = socket.socket()  # the caller's sockets, inherited by the run's process
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    a = socket.create_connection(held.getsockname())
+    b, _ = held.accept()
+
+    def time_wait(lab):
+        lab.snapshot("start")
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", scenarios.PORT))
+        listener.listen(1)
+        client = socket.create_connection(("127.0.0.1", scenarios.PORT))
+        server, _ = listener.accept()
+        lab.call(client.close, label="client: close()")
+        lab.wait_state(client, "FIN_WAIT2")
+        lab.call(server.close, label="server: close()")
+        lab.wait_state(client, "TIME_WAIT")
+        lab.snapshot("end")
+
+    try:
+        run = socklab.run(time_wait)
+    finally:
+        for s in (a, b, held):
+            s.close()
+    assert run.snapshot("start").rows == ()
+    assert {role: row.state for role, row in run.states_at("end").items()} == {
+        "listener": "LISTEN", "client": "TIME_WAIT"}

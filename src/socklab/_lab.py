@@ -38,7 +38,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import _capture, _netns, _states, _trace
+from . import _capture, _netns, _ports, _states, _trace
 from ._records import Call, Calling, Failed, Finished, Frames, Named, Note, Snapshot, Started
 from ._run import Run
 
@@ -90,13 +90,27 @@ class Lab:
     """
 
     def __init__(self, send: Callable[[object], None], capture: _capture.Capture | None,
-                 isolation: _netns.Isolation) -> None:
+                 isolation: _netns.Isolation, ports: _ports.Ports | None = None) -> None:
         self._send = send
         self._capture = capture
         self._frames_sent = 0
         self.isolation = isolation
+        self._ports = ports or _ports.Ports(isolation.private)
+        self._ports.on_port = self._port_used
         self._own: set[tuple[str, str]] = set()
         self._seen: dict[int, tuple[str, str]] = {}  # id(socket) -> (local, peer) last seen open
+        self._waits_noted: set[str] = set()
+        # Sockets open before the scenario began are the caller's (inherited over fork), not its own.
+        self._before = set() if isolation.private else _socket_inodes()
+
+    def _port_used(self, page: int, used: int) -> None:
+        """A port became the run's own (host mode): capture it, and say when it is not the page's."""
+        if self._capture is not None:
+            self._capture.watch(used)
+        if page != used:
+            self.note(f"WARNING: this run used port {used} where the page says {page}: without a private "
+                      f"namespace the host's ports are shared, and {page} may be another program's. "
+                      f"Fix: {self.isolation.fix or _netns.FIX_NAMESPACES}")
 
     # -- recording -----------------------------------------------------------
     def _emit(self, record: object) -> None:
@@ -125,20 +139,20 @@ class Lab:
         return tuple(sorted(rows, key=_states.table_order))
 
     def _only_own(self, rows: list[_states.SocketRow]) -> list[_states.SocketRow]:
-        """Without a private namespace: keep the sockets this process owns or owned."""
-        inodes = set()
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                target = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(int(target[8:-1]))
+        """Without a private namespace: keep the sockets this process owns or owned.
+
+        Its own: open here and not before the scenario began; or closed (inode 0, an
+        orphan or a TIME_WAIT socket) and either seen open before or on a port of the
+        run's own (``_ports``: chosen free for this run)."""
+        inodes = _socket_inodes() - self._before
+        own_ports = self._ports.own
         kept = []
         for row in rows:
             if row.inode in inodes:
                 self._own.add((row.local, row.peer))
-            if row.inode in inodes or (row.inode == 0 and (row.local, row.peer) in self._own):
+                kept.append(row)
+            elif row.inode == 0 and ((row.local, row.peer) in self._own or row.local_port in own_ports
+                                     or row.peer_port in own_ports):
                 kept.append(row)
         return kept
 
@@ -200,10 +214,11 @@ class Lab:
         Wait for a state before a snapshot that shows it: a packet captured by
         ``wait_packet`` may not have been processed by the receiving socket yet.
         """
+        timeout = _seconds(timeout)
         inode = 0
         key: tuple[str, str] = ("", "")
         if not isinstance(sock, socket.socket):
-            key = sock
+            key = (self._ports.translate_address(sock[0]), self._ports.translate_address(sock[1]))
         else:
             if sock.fileno() >= 0:
                 local, peer, inode = self._identify(sock)
@@ -232,13 +247,17 @@ class Lab:
         """Wait until a TCP packet with exactly these tcpdump flags (``"R"``, ``"F."``) is captured.
 
         `sport`/`dport` narrow it to a direction; `after` skips that many earlier
-        matches (wait for the second ``[.]``, say). Without capture this raises.
+        matches (wait for the second ``[.]``, say). Without capture it waits instead
+        for what such a packet causes (every socket's data and FIN acknowledged)
+        and says so in the run's notes.
         The packet is captured as it leaves its sender: to show its effect on the
         receiver's state, follow with ``wait_state``.
         """
+        timeout = _seconds(timeout)
+        sport, dport = self._ports.translate(sport), self._ports.translate(dport)
         if self._capture is None:
-            raise RuntimeError(f"wait_packet needs packet capture, which this machine refused "
-                               f"({self.isolation.reason}). Fix: {self.isolation.fix or _netns.FIX_CAPTURE}")
+            self._wait_settled(f"[{flags}]", timeout)
+            return
         wanted = flags
         count = 0
 
@@ -258,9 +277,32 @@ class Lab:
         except TimeoutError:
             raise TimeoutError(f"no [{flags}] packet (sport={sport}, dport={dport}) within {timeout}s") from None
 
+    def _wait_settled(self, packet: str, timeout: float) -> None:
+        """Without capture: wait for what a packet the scenario waits for causes, on every one
+        of the run's TCP sockets: nothing sent and unacknowledged, no FIN or SYN awaiting its
+        ACK. Say, once per kind of wait, that the packet itself could not be seen."""
+        if packet not in self._waits_noted:
+            self._waits_noted.add(packet)
+            self.note(f"WARNING: no capture, so wait_packet({packet}) could not see the packet; it waited "
+                      f"instead until every socket of the run had its data and FIN acknowledged (what "
+                      f"the packet causes). Fix: {self.isolation.fix or _netns.FIX_CAPTURE}")
+
+        def settled() -> bool:
+            for row in self._rows():
+                if row.netid != "tcp" or row.state in ("LISTEN", "CLOSE", "TIME_WAIT"):
+                    continue
+                if row.state in _UNSETTLED or row.send_q:
+                    return False
+            return True
+
+        if not _wait(settled, timeout):
+            raise TimeoutError(f"no capture, and the sockets did not settle within {timeout}s "
+                               f"(waiting in place of the {packet} packet)")
+
     def wait_poll(self, sock: socket.socket, events: int, timeout: float = 2.0,
                   label: str | None = None) -> int:
         """poll(2) one socket for `events`; record and return revents (0 on timeout)."""
+        timeout = _seconds(timeout)
         p = select.poll()
         p.register(sock, events)
         result = p.poll(timeout * 1000)
@@ -269,6 +311,23 @@ class Lab:
         self._emit(Call(label or f"poll({poll_names(events)})", time.time_ns(), poll_names(revents),
                         None, local, peer, False, inode))
         return revents
+
+
+#: States that wait for an ACK of something the socket sent (a SYN or a FIN).
+_UNSETTLED = frozenset({"SYN_SENT", "SYN_RECV", "NEW_SYN_RECV", "FIN_WAIT1", "CLOSING", "LAST_ACK"})
+
+
+def _socket_inodes() -> set[int]:
+    """Inodes of the sockets this process has open."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
 
 
 def _short_repr(value: Any) -> str:
@@ -364,14 +423,16 @@ def _scenario_process(scenario: Callable[[Lab], Any], isolation: _netns.Isolatio
 
         capture = None
         if isolation.capture:
-            try:
-                capture = _capture.Capture("lo")
+            try:  # in the host's namespace, the kernel filters for the run's own ports
+                capture = _capture.Capture("lo", ports=None if isolation.private else set())
             except OSError as e:
                 isolation = dataclasses.replace(isolation, capture=False,
                                                 reason=f"opening the capture failed: {e}", fix=_netns.FIX_CAPTURE)
         send(Started(platform.release(), isolation.mode, capture is not None, isolation.reason,
                      isolation.fix, time.time_ns()))
-        lab = Lab(send, capture, isolation)
+        ports = _ports.Ports(isolation.private)
+        lab = Lab(send, capture, isolation, ports)
+        ports.install()
         try:
             scenario(lab)
             lab.finish()
@@ -470,13 +531,14 @@ def _end_descendants(me: int, timeout: float = 5.0) -> list[str]:
 STOP_GRACE = 5.0
 
 
-def _seconds(value: object, name: str = "timeout") -> float:
-    """A timeout as a float, or a clear error: it must be a finite number above zero."""
+def _seconds(value: object, name: str = "timeout", zero: bool = True) -> float:
+    """A timeout as a float, or a clear error: a finite number of seconds, not negative
+    (and above 0 unless `zero`: a wait may just look, a run must have time to run)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number of seconds above 0, not {value!r} "
-                         f"(for example {name}=10)")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be a finite number of seconds {'at least' if zero else 'above'} 0, "
+                         f"not {value!r} (for example {name}=10)")
     return float(value)
 
 
@@ -495,7 +557,7 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     """
     if not callable(scenario):
         raise TypeError(f"run() needs a function taking a Lab, not {scenario!r}")
-    timeout = _seconds(timeout)
+    timeout = _seconds(timeout, zero=False)
     name = name or str(getattr(scenario, "__name__", "scenario"))
     isolation = _netns.probe()
     _capture.keep_timestamping_on()

@@ -19,10 +19,9 @@ throw-away child to try the whole dance (:func:`probe`), once per process, and
 the scenario's child only does what the probe proved possible. When nothing
 works the run goes on in the current namespace and says so (see ``Isolation``).
 
-Inside the namespace the ephemeral port range is narrowed to two ports, so the
-client side of a scenario gets port 50000 in every run: the kernel picks the
-even port of a two-port range first (``__inet_hash_connect``), which makes two
-builds print the same trace.
+Nothing in the namespace is changed but ``lo``, which is brought up: no
+sysctl is written, so a read-only ``/proc/sys`` (as Docker mounts it) does not
+matter. Reproducible client ports come from ``_ports`` instead.
 """
 
 from __future__ import annotations
@@ -44,9 +43,6 @@ IFF_UP = 0x1
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-
-#: The ephemeral ports a scenario's connecting sockets get, in this order.
-EPHEMERAL_PORTS = (50000, 50001)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -111,11 +107,6 @@ def set_link_up(name: str = "lo") -> None:
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh14x", name.encode(), flags | IFF_UP))
 
 
-def fix_ephemeral_ports() -> None:
-    low, high = EPHEMERAL_PORTS
-    _write("/proc/sys/net/ipv4/ip_local_port_range", f"{low} {high}")
-
-
 def enter(mode: str) -> None:
     """In the current (child) process: enter the namespaces `mode` names and set them up."""
     if mode == "netns":
@@ -127,7 +118,6 @@ def enter(mode: str) -> None:
     else:  # pragma: no cover - programming error
         raise ValueError(f"unknown isolation mode {mode!r}")
     set_link_up("lo")
-    fix_ephemeral_ports()
 
 
 def can_capture() -> tuple[bool, str]:
