@@ -40,3 +40,26 @@ def test_example_runs_as_an_unprivileged_user(path, unprivileged):
     result = unprivileged.run([str(script)])
     check_output(result, path)
     assert "unprivileged" in result.stdout
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
+def test_example_observes_what_it_can_as_an_unprivileged_user_with_unshare_refused(path, unprivileged):
+    """As Docker's default seccomp profile does: no namespace, no capture. The example runs
+    to its end, saying what is missing; its only failure may be packet claims that could not
+    be checked (how those are reported is decided in ``Run.expect``), never a lab step."""
+    if subprocess.run(["/usr/bin/python3", "-c", "import seccomp"], capture_output=True).returncode:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the seccomp module for /usr/bin/python3 is required in CI (apt-get install python3-seccomp)")
+        pytest.skip("the seccomp module for /usr/bin/python3 is missing (apt-get install python3-seccomp)")
+    script = unprivileged.home / path.name
+    script.write_text(path.read_text())
+    script.chmod(0o644)
+    environments = Path(__file__).resolve().parent / "environments.py"
+    result = unprivileged.run([str(environments), "refuse-unshare", unprivileged.python, str(script)])
+    if result.returncode == 0:
+        assert "NOT isolated" in result.stdout and "Fix:" in result.stdout
+    else:
+        claims = result.stderr.rpartition("socklab.ClaimError: ")[2]
+        broken = [line for line in claims.splitlines() if line.startswith("- ")]
+        assert broken and all("cannot be checked: no capture" in line and "Fix: " in line
+                              for line in broken), result.stderr[-3000:]

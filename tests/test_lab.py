@@ -513,3 +513,34 @@ def test_host_mode_tables_hold_the_scenarios_sockets_only_and_all_of_them(refuse
     assert run.snapshot("start").rows == ()
     assert {role: row.state for role, row in run.states_at("end").items()} == {
         "listener": "LISTEN", "client": "TIME_WAIT"}
+
+
+# -- without capture, every wait still means what it says (issue 10, item 4) -------
+
+@pytest.fixture
+def refused_capture(monkeypatch):
+    """A private namespace where packet capture is refused."""
+    mode = "netns" if os.geteuid() == 0 else "userns+netns"
+    iso = _netns.Isolation(mode, False, "packet capture refused (for a test)", "none needed")
+    monkeypatch.setattr(_netns, "probe", lambda refresh=False: iso)
+
+
+def test_wait_packet_without_capture_waits_for_what_the_packet_causes(refused_capture):
+    def half_close(lab):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", scenarios.PORT))
+        listener.listen(1)
+        client = socket.create_connection(("127.0.0.1", scenarios.PORT))
+        server, _ = listener.accept()
+        lab.call(client.close, label="close")
+        lab.wait_packet(".", sport=scenarios.PORT)  # the ACK of the FIN: the client leaves FIN_WAIT1
+        lab.snapshot("after the ACK")
+        lab.wait_packet(".", sport=scenarios.PORT)
+        server.close()
+
+    for _ in range(10):
+        run = socklab.run(half_close)
+        assert run.states_at("after the ACK")["client"].state == "FIN_WAIT2"
+        warnings = [n for n in run.notes if "wait_packet([.]) could not see the packet" in n]
+        assert len(warnings) == 1  # said once per kind of wait, loudly, with the fix
+        assert warnings[0].startswith("WARNING") and "Fix: none needed" in warnings[0]
