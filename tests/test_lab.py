@@ -544,3 +544,13 @@ def test_wait_packet_without_capture_waits_for_what_the_packet_causes(refused_ca
         warnings = [n for n in run.notes if "wait_packet([.]) could not see the packet" in n]
         assert len(warnings) == 1  # said once per kind of wait, loudly, with the fix
         assert warnings[0].startswith("WARNING") and "Fix: none needed" in warnings[0]
+
+
+# -- large records, full captures (issue 10, item 9) --------------------------------
+
+def test_a_large_record_is_read_in_time_linear_in_its_size():
+    def large(lab):
+        lab.note("x" * (64 << 20))  # quadratic reading took ~19 s here; linear, under a second
+
+    run = socklab.run(large, timeout=5)
+    assert len(run.notes[0]) == 64 << 20
