@@ -2,19 +2,34 @@
 
 Theory of operation
 -------------------
-``run(scenario)`` forks. The child enters the isolation the parent's probe
-found possible (``_netns``), opens the capture (``_capture``), then calls
+``run(scenario)`` forks a *supervisor*, which makes itself the leader of a
+process group and the subreaper of everything below it
+(``PR_SET_CHILD_SUBREAPER``), enters the isolation the parent's probe found
+possible (``_netns``), and forks the *scenario's process*. That one opens the
+capture (``_capture``), installs the port rules (``_ports``) and calls
 ``scenario(lab)``. Everything the scenario records through ``lab`` is pickled
-onto a pipe *as it happens*, so a child that is killed (a hang past the
+onto a pipe *as it happens*, so a process that is killed (a hang past the
 timeout, ``SIGPIPE`` at its default action) still leaves the parent all it saw
-up to that moment. At the end the child flushes the capture, sends the frames
-and leaves with ``os._exit``: a forked child must never return into the
-caller's code (in a docs build, that would be a second Sphinx).
+up to that moment. At the end the scenario's process flushes the capture,
+sends the frames and leaves with ``os._exit``: a forked child must never return
+into the caller's code (in a docs build, that would be a second Sphinx).
 
-The parent reads the pipe until end-of-file or the deadline, kills the child
-on a timeout, always reaps it, and turns the records into a ``Run``. The
-parent's signal handlers, working directory and namespaces are never touched:
-everything that changes them happens in the child.
+The supervisor waits (``pidfd``) for the scenario's process to end, for the
+parent to die, or for the parent's ``SIGTERM`` at the timeout. Then it kills
+and reaps every process still below it (a scenario's ``subprocess`` or forked
+child, even one that made itself a daemon: orphans come to the subreaper),
+names each in a note, sends the scenario's wait status and exits. The
+scenario's process dies with the supervisor (``PR_SET_PDEATHSIG``), so no part
+of a run outlives its parent.
+
+The parent reads the pipe until the supervisor exits: not until end-of-file,
+which a process the scenario started could hold off forever by keeping the
+pipe's write end. At the timeout it asks the supervisor to stop (``SIGTERM``)
+and, after a grace period, kills the process group; on ``KeyboardInterrupt``
+it stops the run the same way and raises again. Records are decoded in time
+linear in their size. The parent's signal handlers, working directory and
+namespaces are never touched: everything that changes them happens in the
+children.
 
 Why fork and not multiprocessing: the scenario is a function defined in an
 example script, which sphinx-gallery executes in a fake ``__main__`` that a
