@@ -554,3 +554,33 @@ def test_a_large_record_is_read_in_time_linear_in_its_size():
 
     run = socklab.run(large, timeout=5)
     assert len(run.notes[0]) == 64 << 20
+
+
+CONCURRENT_HOST_RUNS = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import socklab, scenarios
+    for _ in range(5):
+        run = socklab.run(scenarios.close_then_send)
+        assert run.isolation.mode == "none", run.isolation
+        assert [c.outcome for c in run.calls] == ["None", "1", "EPIPE"], run.calls
+    print("ok")
+""")
+
+
+def test_concurrent_runs_in_the_hosts_namespace_do_not_collide(unprivileged):
+    """Two programs at once, both refused namespaces by seccomp (as in Docker): each run takes
+    ports of its own, so neither meets EADDRINUSE on the page's port."""
+    if subprocess.run(["/usr/bin/python3", "-c", "import seccomp"], capture_output=True).returncode:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the seccomp module for /usr/bin/python3 is required in CI (apt-get install python3-seccomp)")
+        pytest.skip("the seccomp module for /usr/bin/python3 is missing (apt-get install python3-seccomp)")
+    environments = os.path.join(os.path.dirname(__file__), "environments.py")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{unprivileged.home / 'src'}:{unprivileged.home / 'site'}"}
+    command = ["/usr/bin/python3", environments, "refuse-unshare", "/usr/bin/python3", "-c", CONCURRENT_HOST_RUNS,
+               os.path.dirname(__file__)]
+    programs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    for program in programs:
+        out, err = program.communicate(timeout=120)
+        assert out.strip() == "ok", err[-3000:]
