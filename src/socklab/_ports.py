@@ -38,6 +38,7 @@ from __future__ import annotations
 import _socket
 import errno
 import ipaddress
+import os
 import socket
 import struct
 from collections.abc import Callable
@@ -151,8 +152,24 @@ class Ports:
         return original_connect(sock, address)
 
 
-def _free_port(family: int, host: object) -> int:
-    """A TCP port nothing uses on `host` now (the kernel's pick for a bind to port 0)."""
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        _socket.socket.bind(probe, (host, 0))  # the kernel's own bind, not the wrapper
-        return probe.getsockname()[1]
+def _free_port(family: int, host: object, tries: int = 32) -> int:
+    """A TCP port nothing uses on `host` now: the kernel's pick for a bind to port 0, and
+    one no socket of the host mentions either (a TIME_WAIT left by an earlier run on that
+    port would otherwise show in this run's tables)."""
+    from ._states import snapshot
+
+    probes: list[socket.socket] = []
+    try:
+        for _ in range(tries):
+            probe = socket.socket(family, socket.SOCK_STREAM)
+            probes.append(probe)  # held while we look, so the next pick is another port
+            _socket.socket.bind(probe, (host, 0))  # the kernel's own bind, not the wrapper
+            port = probe.getsockname()[1]
+            mine = {os.fstat(p.fileno()).st_ino for p in probes}  # recent kernels list bound sockets too
+            if not any(port in (row.local_port, row.peer_port) for row in snapshot(unix=False)
+                       if row.inode not in mine):
+                return port
+        return port
+    finally:
+        for probe in probes:
+            probe.close()
