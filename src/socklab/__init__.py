@@ -1,8 +1,8 @@
 """socklab: run a socket scenario on the real kernel and show what happened.
 
 Layout: ``_lab`` runs a scenario in a forked child (``_netns`` isolates it,
-``_capture`` records its packets, ``_states`` its socket tables) and sends
-plain ``_records`` home; ``_run.Run`` turns them into views (``_render``), a
+``_ports`` gives it reproducible ports that are its own, ``_capture`` records
+its packets, ``_states`` its socket tables) and sends plain ``_records`` home; ``_run.Run`` turns them into views (``_render``), a
 trace (``_trace``) and checked claims; ``_ladder`` draws them. ``_tcp`` holds
 RFC 9293's state machine as a table, which ``_statediagram`` draws; ``_summary``
 reads the site-wide matrix and errno table out of runs.
