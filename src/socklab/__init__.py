@@ -2,10 +2,11 @@
 
 Layout: ``_lab`` runs a scenario in a forked child (``_netns`` isolates it,
 ``_ports`` gives it reproducible ports that are its own, ``_capture`` records
-its packets, ``_states`` its socket tables) and sends plain ``_records`` home; ``_run.Run`` turns them into views (``_render``), a
-trace (``_trace``) and checked claims; ``_ladder`` draws them. ``_tcp`` holds
-RFC 9293's state machine as a table, which ``_statediagram`` draws; ``_summary``
-reads the site-wide matrix and errno table out of runs.
+its packets, ``_states`` its socket tables) and sends plain ``_records`` home;
+``_run.Run`` turns them into views (``_render``), a trace (``_trace``) and
+checked claims; ``_ladder`` draws them. ``_tcp`` holds RFC 9293's state machine
+as a table, which ``_statediagram`` draws; ``_summary`` reads the site-wide
+matrix and errno table out of runs.
 """
 
 from ._lab import Lab, ScenarioError, ScenarioKilled, ScenarioTimeout, poll_names, run

@@ -29,8 +29,10 @@ scenario names in ``bind`` or ``connect`` (on a loopback address, for
 the same page port throughout the run, and the run's notes say so; a listener
 bound to port 0 keeps the kernel's choice. Those ports are the run's own: the
 capture's kernel filter (``_capture``) and the tables keep what uses them.
-Client ports are the kernel's choice there: pinning them could take a port
-another program is about to use.
+Client ports are asked for from 50000 up there too: the kernel gives one only
+where no socket is bound to it and the connection (to a port of the run's
+own) is new, so no other program's port is touched; where the host's
+``ip_local_port_range`` leaves 50000 out, the kernel picks.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class Ports:
             if not _inet(sock):
                 return original_connect(sock, address)
             if not ports.private:
-                return original_connect(sock, ports._replace(sock, address, always=False))
+                address = ports._replace(sock, address, always=False)
             if sock.type == socket.SOCK_STREAM and sock.getsockname()[1] == 0:
                 return ports._connect_from_a_fixed_port(sock, address, original_connect)
             return original_connect(sock, address)
