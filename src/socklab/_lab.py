@@ -511,6 +511,10 @@ def _command_line(pid: int) -> str:
 def _end_descendants(me: int, timeout: float = 5.0) -> list[str]:
     """Kill and reap everything the scenario left running (its orphans are ours: we are
     their subreaper); return one line per process, for the run's notes."""
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:  # no child at all: every orphan would be ours, so nothing is left
+        return []
     seen: dict[int, str] = {}
     deadline = time.monotonic() + timeout
     while True:
