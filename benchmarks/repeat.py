@@ -1,7 +1,8 @@
 """Run the seed's scenario N times (optionally with both cores busy) and count the outcomes.
 
 Usage: python benchmarks/repeat.py [-n 1000] [--load]
-Prints how many runs gave each (flow, call outcomes, trace text without times) combination.
+Prints how many runs gave each (flow, call outcomes, trace text without times, socket tables)
+combination.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main() -> None:
         for i in range(args.n):
             run = socklab.run(scenarios.close_then_send)
             trace = "\n".join(p.line(0).split(" ", 2)[-1] for p in run.packets)
-            counts[(tuple(run.flow()), tuple(c.outcome for c in run.calls), trace)] += 1
+            counts[(tuple(run.flow()), tuple(c.outcome for c in run.calls), trace + "\n" + str(run.states()))] += 1
             if (i + 1) % 100 == 0:
                 print(f"  {i + 1}/{args.n} runs", file=sys.stderr)
     finally:

@@ -3,6 +3,7 @@
 import shutil
 import socket
 import subprocess
+import textwrap
 
 import pytest
 
@@ -45,3 +46,34 @@ def test_a_runs_pcap_reads_back_in_capture_tools_packet_for_packet(tool, tmp_pat
     lines = out.strip().splitlines()
     assert len(lines) == len(run.packets) == 7
     assert "4321" in lines[0] and ("[R]" in lines[-1] or "RST" in lines[-1])
+
+
+OVERFLOW = textwrap.dedent("""
+    import socket, sys, threading
+    sys.path.insert(0, sys.argv[1])
+    import socklab
+
+    def transfer(lab):  # 256 MiB with no lab step in between: more than any capture queue holds
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 4321))
+        listener.listen(1)
+        client = socket.create_connection(("127.0.0.1", 4321))
+        server, _ = listener.accept()
+        size = 256 << 20
+        sender = threading.Thread(target=client.sendall, args=(bytes(size),))
+        sender.start()
+        while size:
+            size -= len(server.recv(1 << 20))
+        sender.join()
+
+    try:
+        socklab.run(transfer, timeout=60)
+    except socklab.ScenarioError as e:
+        print(str(e).partition("Traceback")[0])
+""")
+
+
+def test_an_overflowing_capture_says_so_and_what_to_do(unprivileged):
+    result = unprivileged.run(["-c", OVERFLOW, str(unprivileged.home / "src")])
+    assert "the capture overflowed: the kernel dropped" in result.stdout, result.stdout + result.stderr
+    assert "KiB) was full" in result.stdout and "Fix: " in result.stdout

@@ -40,3 +40,56 @@ def test_example_runs_as_an_unprivileged_user(path, unprivileged):
     result = unprivileged.run([str(script)])
     check_output(result, path)
     assert "unprivileged" in result.stdout
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
+def test_example_observes_what_it_can_as_an_unprivileged_user_with_unshare_refused(path, unprivileged):
+    """As Docker's default seccomp profile does: no namespace, no capture. The example runs
+    to its end, saying what is missing; its only failure may be packet claims that could not
+    be checked (how those are reported is decided in ``Run.expect``), never a lab step."""
+    if subprocess.run(["/usr/bin/python3", "-c", "import seccomp"], capture_output=True).returncode:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the seccomp module for /usr/bin/python3 is required in CI (apt-get install python3-seccomp)")
+        pytest.skip("the seccomp module for /usr/bin/python3 is missing (apt-get install python3-seccomp)")
+    script = unprivileged.home / path.name
+    script.write_text(path.read_text())
+    script.chmod(0o644)
+    environments = Path(__file__).resolve().parent / "environments.py"
+    result = unprivileged.run([str(environments), "refuse-unshare", unprivileged.python, str(script)])
+    if result.returncode == 0:
+        assert "NOT isolated" in result.stdout and "Fix:" in result.stdout
+    else:
+        claims = result.stderr.rpartition("socklab.ClaimError: ")[2]
+        broken = [line for line in claims.splitlines() if line.startswith("- ")]
+        assert broken and all("cannot be checked: no capture" in line and "Fix: " in line
+                              for line in broken), result.stderr[-3000:]
+
+
+def scenario_functions(path: Path) -> dict:
+    """The functions and constants an example defines, without running its runs."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    tree.body = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom | ast.FunctionDef)
+                 or (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant))]
+    namespace: dict = {}
+    exec(compile(tree, str(path), "exec"), namespace)
+    return namespace
+
+
+def test_shutdown_before_close_waits_for_the_clients_kernel_not_just_the_packet(monkeypatch):
+    """``wait_packet`` returns when a packet leaves; its receiver may take it in later (under
+    load, much later). A page that sends next must wait for the state the packet causes, or
+    its byte can reach the client before the ACK does (a second client [R] in 1 of 30 loaded
+    runs). Here wait_packet returns at once, the limit of that delay: a page that relied on it
+    sends its byte before the ACK (the trace loses the server's [.]); one that waits for the
+    client's FIN_WAIT2 shows the same trace as ever."""
+    import socklab
+
+    page = scenario_functions(next(p for p in EXAMPLES if p.name == "01_shutdown_before_close.py"))
+    monkeypatch.setattr(socklab.Lab, "wait_packet", lambda self, *args, **kwargs: None)
+    flow = ["client [S]", "server [S.]", "client [.]", "client [F.]", "server [.]", "server [P.]", "client [R]"]
+    for name in ("plain_close", "shutdown_without_close"):
+        run = socklab.run(page[name])
+        assert run.flow() == flow, name
+        assert [c.outcome for c in run.calls][1:3] == ["1", "EPIPE"], name

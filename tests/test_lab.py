@@ -214,7 +214,8 @@ def test_refused_namespace_still_runs_and_says_what_is_missing(refused_namespace
     assert "NOT isolated" in text and "network namespaces refused" in text and "Fix:" in text
     assert [c.outcome for c in run.calls] == ["None", "1", "EPIPE"]
     # only the scenario's own sockets and packets, even in the host's namespace
-    ports = {scenarios.PORT, run.call("send #1").socket.peer.port}
+    send = run.call("send #1")
+    ports = {send.socket.local.port, send.socket.peer.port}
     for snap in run.snapshots:
         for row in snap.rows:
             assert str(row.local_port) in {str(p) for p in ports}
@@ -315,3 +316,306 @@ def test_recording_a_value_that_cannot_cross_the_pipe_says_what_to_do():
 
     with pytest.raises(socklab.ScenarioError, match=r"must pickle to at most \d+ bytes \(record a summary"):
         socklab.run(unpicklable)
+
+
+# -- nothing left behind (issue 10, items 1 and 2) ------------------------------
+
+def wait_until(condition, timeout=10.0):
+    """Poll `condition` until it is true; fail the test after `timeout` seconds."""
+    import time
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while not condition():
+        assert time.monotonic() < deadline, f"not true within {timeout}s: {condition.__doc__ or condition}"
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def alive(pid):
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def leaves_processes(lab):
+    """A forked child that lingers, a daemon that escaped its process group, and a subprocess."""
+    child = os.fork()
+    if child == 0:
+        select.select([], [], [])
+        os._exit(0)
+    r, w = os.pipe()
+    if os.fork() == 0:  # double fork and setsid: a daemon, reparented away from us
+        os.setsid()
+        daemon = os.fork()
+        if daemon == 0:
+            select.select([], [], [])
+            os._exit(0)
+        os.write(w, str(daemon).encode())
+        os._exit(0)
+    daemon = int(os.read(r, 20))
+    sleeper = subprocess.Popen(["sleep", "30"])
+    lab.note(f"pids {child} {daemon} {sleeper.pid}")
+    sleeper.returncode = 0  # the scenario means to leave it running: no ResourceWarning about it
+
+
+def test_what_a_scenario_leaves_running_ends_with_the_run_and_is_named():
+    import time
+    start = time.monotonic()
+    run = socklab.run(leaves_processes, timeout=8)
+    assert time.monotonic() - start < 8  # finished: no false timeout from a grandchild holding the pipe
+    pids = [int(p) for p in run.notes[0].split()[1:]]
+    for pid in pids:
+        wait_until(lambda pid=pid: not alive(pid))
+    leftovers = [n for n in run.notes if "still running when the scenario ended" in n]
+    assert len(leftovers) == 3, run.notes
+    assert any("sleep 30" in n for n in leftovers)
+    assert "still running when the scenario ended" in str(run.about())
+    assert_no_children()
+
+
+HANGS_AFTER_STARTING_A_SLEEP = textwrap.dedent("""
+    import os, select, subprocess, sys
+    sys.path.insert(0, sys.argv[1])
+    import socklab
+
+    def hangs(lab):
+        sleeper = subprocess.Popen(["sleep", "60"])
+        with open(sys.argv[2] + ".tmp", "w") as f:
+            f.write(f"{os.getpid()} {sleeper.pid}")
+        os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+        select.select([], [], [])
+
+    socklab.run(hangs, timeout=60)
+""")
+
+
+def start_hanging_run(tmp_path):
+    pids = tmp_path / "pids"
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    parent = subprocess.Popen([sys.executable, "-c", HANGS_AFTER_STARTING_A_SLEEP, src, str(pids)],
+                              stderr=subprocess.PIPE, text=True)
+    wait_until(pids.exists)
+    return parent, [int(p) for p in pids.read_text().split()]
+
+
+def test_ctrl_c_stops_a_hanging_run_promptly_and_leaves_nothing(tmp_path):
+    parent, (scenario, sleeper) = start_hanging_run(tmp_path)
+    try:
+        parent.send_signal(signal.SIGINT)
+        _, err = parent.communicate(timeout=10)
+    finally:
+        parent.kill()
+        parent.wait()
+    assert "KeyboardInterrupt" in err
+    for pid in (scenario, sleeper):
+        wait_until(lambda pid=pid: not alive(pid))
+
+
+def test_no_process_of_a_run_outlives_its_killed_parent(tmp_path):
+    parent, (scenario, sleeper) = start_hanging_run(tmp_path)
+    parent.kill()
+    parent.wait()
+    parent.stderr.close()
+    for pid in (scenario, sleeper):
+        wait_until(lambda pid=pid: not alive(pid))
+
+
+# -- honest messages, checked arguments (issue 10, item 10) ------------------------
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1, 0])
+def test_a_timeout_that_is_not_a_finite_positive_number_is_refused(timeout):
+    with pytest.raises(ValueError, match="timeout must be a finite number of seconds above 0"):
+        socklab.run(scenarios.empty, timeout=timeout)
+
+
+def test_a_timeout_message_names_the_last_note_recorded():
+    def hangs(lab):
+        lab.note("about to hang on purpose")
+        select.select([], [], [])
+
+    with pytest.raises(socklab.ScenarioTimeout) as info:
+        socklab.run(hangs, timeout=0.5)
+    assert "note 'about to hang on purpose'" in str(info.value)
+    assert "nothing recorded" not in str(info.value) and "died" not in str(info.value)
+
+
+def test_an_early_exit_message_says_how_it_ended_and_its_last_step():
+    def exits(lab):
+        lab.note("leaving early")
+        os._exit(3)
+
+    with pytest.raises(socklab.ScenarioError, match=r"exit status 3.*note 'leaving early'"):
+        socklab.run(exits)
+
+
+# -- reproducible tables (issue 10, item 7) ---------------------------------------
+
+def test_a_snapshot_lists_its_rows_in_the_same_order_in_every_run():
+    orders = {tuple(socklab.run(scenarios.close_then_send).states_at("before close on client")) for _ in range(12)}
+    assert orders == {("listener", "server", "client")}
+
+
+# -- the host's namespace: nothing foreign read, no port taken (issue 10, item 3) -----
+
+HOST_SERVICE = textwrap.dedent("""
+    import socket, sys
+    host = socket.socket()
+    host.bind(("127.0.0.1", 0))
+    host.listen(64)
+    print(host.getsockname()[1], flush=True)
+    while True:
+        with socket.create_connection(host.getsockname()) as c:
+            s, _ = host.accept()
+            with s:
+                c.sendall(b"password=hunter2")
+                s.recv(100)
+""")
+
+
+def test_host_mode_capture_never_takes_in_another_programs_packets(refused_namespaces):
+    if not _netns.probe().capture:
+        if os.environ.get("CI") == "true":
+            pytest.fail("capture in the host's namespace needs root (CAP_NET_RAW); CI runs as root")
+        pytest.skip("capture in the host's namespace needs root (CAP_NET_RAW)")
+    service = subprocess.Popen([sys.executable, "-c", HOST_SERVICE], stdout=subprocess.PIPE, text=True)
+    try:
+        service.stdout.readline()
+        runs = [socklab.run(scenarios.close_then_send) for _ in range(3)]
+        assert service.poll() is None, "the host traffic stopped during the runs"
+    finally:
+        service.kill()
+        service.wait()
+        service.stdout.close()
+    for run in runs:
+        assert run.flow() == scenarios.SEED_FLOW
+        assert not any(b"hunter2" in data for _, data in run.frames)  # filtered in the kernel, not later
+
+
+def test_host_mode_never_uses_a_port_another_program_listens_on(refused_namespaces):
+    service = socket.socket()  # a service on the page's port, held by the caller (not the scenario)
+    service.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        service.bind(("127.0.0.1", scenarios.PORT))
+        service.listen(8)
+        ours = True
+    except OSError:  # another program holds it already: the same situation
+        ours = False
+    service.setblocking(False)
+    try:
+        runs = [socklab.run(scenarios.close_then_send) for _ in range(3)]
+        if ours:
+            with pytest.raises(BlockingIOError):
+                service.accept()  # no run connected to the host's service
+    finally:
+        service.close()
+    for run in runs:
+        assert [c.outcome for c in run.calls] == ["None", "1", "EPIPE"]
+        used = run.call("send #1").socket.local.port
+        assert used != scenarios.PORT
+        assert any(f"used port {used} where the page says {scenarios.PORT}" in n for n in run.notes)
+        assert all(scenarios.PORT not in (row.local_port, row.peer_port) for s in run.snapshots for row in s.rows)
+
+
+def test_host_mode_tables_hold_the_scenarios_sockets_only_and_all_of_them(refused_namespaces):
+    held = socket.socket()  # the caller's sockets, inherited by the run's process
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    a = socket.create_connection(held.getsockname())
+    b, _ = held.accept()
+
+    def time_wait(lab):
+        lab.snapshot("start")
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", scenarios.PORT))
+        listener.listen(1)
+        client = socket.create_connection(("127.0.0.1", scenarios.PORT))
+        server, _ = listener.accept()
+        lab.call(client.close, label="client: close()")
+        lab.wait_state(client, "FIN_WAIT2")
+        lab.call(server.close, label="server: close()")
+        lab.wait_state(client, "TIME_WAIT")
+        lab.snapshot("end")
+
+    try:
+        run = socklab.run(time_wait)
+    finally:
+        for s in (a, b, held):
+            s.close()
+    assert run.snapshot("start").rows == ()
+    assert {role: row.state for role, row in run.states_at("end").items()} == {
+        "listener": State.LISTEN, "client": State.TIME_WAIT}
+
+
+# -- without capture, every wait still means what it says (issue 10, item 4) -------
+
+@pytest.fixture
+def refused_capture(monkeypatch):
+    """A private namespace where packet capture is refused."""
+    mode = "netns" if os.geteuid() == 0 else "userns+netns"
+    iso = _netns.Isolation(mode, False, "packet capture refused (for a test)", "none needed")
+    monkeypatch.setattr(_netns, "probe", lambda refresh=False: iso)
+
+
+def test_wait_packet_without_capture_waits_for_what_the_packet_causes(refused_capture):
+    def half_close(lab):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", scenarios.PORT))
+        listener.listen(1)
+        client = socket.create_connection(("127.0.0.1", scenarios.PORT))
+        server, _ = listener.accept()
+        lab.call(client.close, label="close")
+        lab.wait_packet(".", sport=scenarios.PORT)  # the ACK of the FIN: the client leaves FIN_WAIT1
+        lab.snapshot("after the ACK")
+        lab.wait_packet(".", sport=scenarios.PORT)
+        server.close()
+
+    for _ in range(10):
+        run = socklab.run(half_close)
+        assert run.states_at("after the ACK")["client"].state is State.FIN_WAIT2
+        warnings = [n for n in run.notes if "wait_packet([.]) could not see the packet" in n]
+        assert len(warnings) == 1  # said once per kind of wait, loudly, with the fix
+        assert warnings[0].startswith("WARNING") and "Fix: none needed" in warnings[0]
+
+
+# -- large records, full captures (issue 10, item 9) --------------------------------
+
+def test_a_large_record_is_read_in_time_linear_in_its_size():
+    def large(lab):
+        lab.note("x" * (64 << 20))  # quadratic reading took ~19 s here; linear, under a second
+
+    run = socklab.run(large, timeout=5)
+    assert len(run.notes[0]) == 64 << 20
+
+
+CONCURRENT_HOST_RUNS = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import socklab, scenarios
+    for _ in range(5):
+        run = socklab.run(scenarios.close_then_send)
+        assert run.isolation.mode == "none", run.isolation
+        assert [c.outcome for c in run.calls] == ["None", "1", "EPIPE"], run.calls
+    print("ok")
+""")
+
+
+def test_concurrent_runs_in_the_hosts_namespace_do_not_collide(unprivileged):
+    """Two programs at once, both refused namespaces by seccomp (as in Docker): each run takes
+    ports of its own, so neither meets EADDRINUSE on the page's port."""
+    if subprocess.run(["/usr/bin/python3", "-c", "import seccomp"], capture_output=True).returncode:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the seccomp module for /usr/bin/python3 is required in CI (apt-get install python3-seccomp)")
+        pytest.skip("the seccomp module for /usr/bin/python3 is missing (apt-get install python3-seccomp)")
+    environments = os.path.join(os.path.dirname(__file__), "environments.py")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{unprivileged.home / 'src'}:{unprivileged.home / 'site'}"}
+    command = ["/usr/bin/python3", environments, "refuse-unshare", "/usr/bin/python3", "-c", CONCURRENT_HOST_RUNS,
+               os.path.dirname(__file__)]
+    programs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+    for program in programs:
+        out, err = program.communicate(timeout=120)
+        assert out.strip() == "ok", err[-3000:]

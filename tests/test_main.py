@@ -1,3 +1,8 @@
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +60,79 @@ def test_run_by_name_prints_the_tables(capsys, monkeypatch):
 def test_command_is_required():
     with pytest.raises(SystemExit):
         main([])
+
+
+# -- check gives the right advice in each environment (issue 10, item 5) ----------
+
+ENVIRONMENTS = Path(__file__).resolve().parent / "environments.py"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip, saying what is missing; in CI (CI=true) a missing tool is a failure."""
+    if not condition:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{what} is required in CI")
+        pytest.skip(f"{what} is missing")
+
+
+def need_root() -> None:
+    need(os.geteuid() == 0, "root (to make the environment)")
+
+
+def check_output(command: list[str], env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert "kernel: Linux" in result.stdout, result.stderr
+    return result.stdout
+
+
+def own_check() -> list[str]:
+    """This test environment's Python running the check, with socklab from the checkout."""
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(SRC)!r}); "
+                                  "from socklab.__main__ import main; sys.exit(main(['check']))"]
+
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+
+def test_check_without_cap_net_raw_finds_capture_in_a_user_namespace():
+    need_root()
+    need(shutil.which("capsh") is not None, "capsh (apt-get install libcap2-bin)")
+    out = check_output(["capsh", "--drop=cap_net_raw", "--", "-c", shlex.join(own_check())])
+    assert "capture: OK" in out and "namespaces: OK (userns+netns)" in out, out
+    assert "allow user namespaces" not in out
+
+
+def test_check_with_proc_sys_read_only_reports_namespaces_that_work():
+    need_root()
+    need(shutil.which("unshare") is not None and shutil.which("mount") is not None, "unshare and mount (util-linux)")
+    script = f"mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && {shlex.join(own_check())}"
+    out = check_output(["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
+    assert "namespaces: OK" in out and "capture: OK" in out, out
+
+
+def unprivileged_env(unprivileged) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(unprivileged.home),
+            "PYTHONPATH": f"{unprivileged.home / 'src'}:{unprivileged.home / 'site'}"}
+
+
+def test_check_with_user_namespaces_limited_to_none_names_the_setting(unprivileged):
+    env = unprivileged_env(unprivileged)
+    out = check_output([SYSTEM_PYTHON, str(ENVIRONMENTS), "no-user-namespaces", "/usr/bin/env", *(
+        f"{k}={v}" for k, v in env.items()), SYSTEM_PYTHON, "-m", "socklab", "check"])
+    assert "user: uid 65534" in out and "namespaces: REFUSED" in out, out
+    assert "user.max_user_namespaces" in out and "ENOSPC" in out
+
+
+def seccomp_available() -> bool:
+    return subprocess.run([SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True, check=False).returncode == 0
+
+
+def test_check_as_root_with_unshare_refused_by_seccomp_does_not_say_run_as_root(unprivileged):
+    need(seccomp_available(), f"the seccomp module for {SYSTEM_PYTHON} (apt-get install python3-seccomp)")
+    env = unprivileged_env(unprivileged)
+    out = check_output([SYSTEM_PYTHON, str(ENVIRONMENTS), "refuse-unshare", SYSTEM_PYTHON, "-m", "socklab", "check"],
+                       env=env)
+    assert "user: uid 0" in out and "namespaces: REFUSED" in out, out
+    assert "seccomp" in out and "run as root" not in out
+    assert "capture: OK" in out  # root captures on the host's lo, filtered to the run's ports

@@ -29,14 +29,18 @@ def test_inet_diag_listen_row_has_wildcard_peer_and_backlog():
 def test_inet_diag_ipv6_time_wait_row_has_timer():
     msg = inet_diag_msg(6, 50000, 4321, "::1", "::1", 0, 0, timer=3, expires=59_800, family=socket.AF_INET6)
     row = _states.parse_inet_diag_msg(msg)
-    assert (str(row.local), str(row.peer), row.timer) == ("[::1]:50000", "[::1]:4321", "timewait,59sec,0")
+    assert (str(row.local), str(row.peer), row.timer) == ("[::1]:50000", "[::1]:4321", "timewait,60sec,0")
     assert row.local == Endpoint(socket.AF_INET6, "::1", 50000)
 
 
-@pytest.mark.parametrize(("ms", "text"), [(59_800, "timewait,59sec,0"), (200, "timewait,200ms,0"),
-                                          (61_000, "timewait,1min1sec,0")])
+@pytest.mark.parametrize(("ms", "text"), [(59_800, "timewait,60sec,0"), (200, "timewait,200ms,0"),
+                                          (61_000, "timewait,61sec,0"), (1000, "timewait,1sec,0")])
 def test_format_timer_matches_ss_units(ms, text):
     assert _states.format_timer(3, ms) == text
+
+
+def test_a_timer_set_to_a_minute_prints_the_same_a_millisecond_later():
+    assert _states.format_timer(3, 60_000) == _states.format_timer(3, 59_999) == "timewait,60sec,0"
 
 
 def test_format_timer_is_empty_without_timer():
@@ -71,7 +75,7 @@ def test_proc_net_tcp_fallback_parses_states_queues_and_timers():
         ("FIN-WAIT-2", 0, "127.0.0.1:50000", "127.0.0.1:4321"),
         ("CLOSE-WAIT", 1, "127.0.0.1:4321", "127.0.0.1:50000"),
     ]
-    assert rows[1].timer == "timewait,1min0sec,0"
+    assert rows[1].timer == "timewait,60sec,0"
 
 
 def test_snapshot_sees_a_live_listener_like_ss():

@@ -38,6 +38,7 @@ def plain_close(lab):
     listener, client, server = connected_pair()
     lab.call(client.close, label="close()")
     lab.wait_packet(".", sport=PORT)  # the server's kernel ACKs the FIN
+    lab.wait_state(client, "FIN_WAIT2")  # ... and the client's kernel took the ACK in
 
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
     lab.wait_packet("R")  # the client's kernel answers with a reset
@@ -161,6 +162,7 @@ def shutdown_without_close(lab):
     listener, client, server = connected_pair()
     lab.call(client.shutdown, socket.SHUT_RDWR, label="shutdown(SHUT_RDWR)")
     lab.wait_packet(".", sport=PORT)
+    lab.wait_state(client, "FIN_WAIT2")  # the client's kernel took the ACK in
 
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
     lab.wait_packet("R")

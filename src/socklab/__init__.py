@@ -1,8 +1,9 @@
 """socklab: run a socket scenario on the real kernel and show what happened.
 
 Layout: ``_lab`` runs a scenario in a forked child (``_netns`` isolates it,
-``_capture`` records its packets, ``_states`` its socket tables) and sends
-plain ``_records`` home. ``_vocab`` holds the shared words (``State``,
+``_ports`` gives it reproducible ports that are its own, ``_capture`` records
+its packets, ``_states`` its socket tables) and sends plain ``_records`` home.
+``_vocab`` holds the shared words (``State``,
 ``Endpoint``). ``_run.Run`` is the run's data (``_observed``) with one method
 per job, each done by its own module: ``_roles`` names sockets, ``_views``
 renders tables and traces (``_render``, ``_trace``), ``_claims`` checks a

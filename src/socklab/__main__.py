@@ -14,24 +14,24 @@ from . import _netns, _states
 
 def check() -> int:
     """Report what this machine allows, and what to do about each gap."""
-    iso = _netns.probe()
+    diag = _netns.diagnose(refresh=True)
     lines = [f"kernel: Linux {platform.release()}", f"user: uid {os.geteuid()}"]
-    ok = True
-    if iso.private:
-        lines.append(f"namespaces: OK ({iso.mode}): each scenario gets its own network namespace")
+    if diag.mode != "none":
+        lines.append(f"namespaces: OK ({diag.mode}): each scenario gets its own network namespace")
     else:
-        ok = False
-        lines.append(f"namespaces: REFUSED: {iso.reason}\n  fix: {iso.fix}")
-    if iso.capture:
-        lines.append("capture: OK: packet socket on the scenario's lo")
+        lines.append(f"namespaces: REFUSED: {diag.namespace_reason}\n  fix: {diag.namespace_fix}")
+    if diag.capture:
+        where = ("the scenario's lo" if diag.mode != "none"
+                 else "the host's lo, filtered in the kernel to the run's ports")
+        lines.append(f"capture: OK: packet socket on {where}")
     else:
-        ok = False
-        lines.append(f"capture: REFUSED: {iso.reason}\n  fix: {_netns.FIX_CAPTURE}")
+        lines.append(f"capture: REFUSED: {diag.capture_reason}\n  fix: {diag.capture_fix}")
     try:
         _states.tcp_rows()
         lines.append("socket states: OK (sock_diag netlink, as ss uses)")
     except OSError as e:
         lines.append(f"socket states: netlink refused ({e}); falling back to /proc/net/tcp (no LISTEN backlog)")
+    ok = diag.mode != "none" and diag.capture
     print("\n".join(lines))
     print("\nall good: scenarios run isolated and captured" if ok
           else "\nscenarios will still run, but their output will say what is missing")

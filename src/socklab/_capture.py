@@ -22,10 +22,24 @@ one waits for it (``Lab.wait_packet``).
 The kernel timestamps each frame (``SO_TIMESTAMPNS``); the frames go to the
 parent as bytes, where ``_trace`` dissects them (the same dissector the lab
 uses here to wait for a packet) and writes the pcap file.
+
+A classic BPF program (``SO_ATTACH_FILTER``), attached before ``bind()`` so no
+frame is queued without it, decides in the kernel what reaches our queue. It
+always drops the arriving copy of each loopback frame (``pkttype`` is not
+``PACKET_OUTGOING``), which halves what the queue holds. In the host's
+namespace it also drops every frame that is not the run's: only TCP to or
+from the run's own ports (``_ports``) and the flush marker pass, so another
+program's loopback traffic never enters this process's memory. A new port
+replaces the program (``watch``).
+
+The queue is bounded (``SO_RCVBUF``: as root we force 32 MiB; other users get
+at most ``net.core.rmem_max``). Each lab step drains it; a scenario that moves
+more between two steps than it holds overflows it, and the flush then says so.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import select
@@ -38,6 +52,14 @@ SO_TIMESTAMPNS = 35  # asm-generic/socket.h (SO_TIMESTAMPNS_OLD)
 PACKET_STATISTICS = 6
 SOL_PACKET = 263
 SO_RCVBUFFORCE = 33
+SO_ATTACH_FILTER = 26
+PACKET_OUTGOING = 4
+
+# Classic BPF (linux/filter.h, linux/bpf_common.h).
+_LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _LD_H_IND = 0x20, 0x28, 0x30, 0x48
+_LDX_B_MSH, _JEQ, _JSET, _RET = 0xB1, 0x15, 0x45, 0x06
+_SKF_AD_PKTTYPE = 0xFFFFF000 + 4  # SKF_AD_OFF + SKF_AD_PKTTYPE
+_ACCEPT, _DROP = 0x40000, 0
 
 _TIMESTAMP = struct.Struct("@ll")
 
@@ -52,6 +74,67 @@ class Frame:
 
 class CaptureError(RuntimeError):
     """The capture could not be completed faithfully."""
+
+
+def filter_program(tcp_ports: set[int] | None, udp_port: int) -> list[tuple[int, int, int, int]]:
+    """The capture's classic BPF program: outgoing frames only; with `tcp_ports`, only
+    TCP to or from those ports and UDP to `udp_port` (the flush marker).
+
+    Instructions are ``(code, jump if true, jump if false, k)``, jumps relative.
+    """
+    program: list[list] = []  # jumps as label names until resolved
+    labels: dict[str, int] = {}
+
+    def op(code: int, k: int = 0, yes: str | None = None, no: str | None = None) -> None:
+        program.append([code, yes, no, k])
+
+    def label(name: str) -> None:
+        labels[name] = len(program)
+
+    def either_port(load: int, first: int, second: int) -> None:
+        for offset in (first, second):
+            op(load, offset)
+            for port in sorted(tcp_ports or ()):
+                op(_JEQ, port, yes="accept")
+        op(_RET, _DROP)
+
+    op(_LD_W_ABS, _SKF_AD_PKTTYPE)
+    op(_JEQ, PACKET_OUTGOING, no="drop")
+    if tcp_ports is not None:
+        op(_LD_H_ABS, 12)  # ethertype
+        op(_JEQ, 0x0800, yes="ip4")
+        op(_JEQ, 0x86DD, yes="ip6", no="drop")
+        label("ip4")
+        op(_LD_H_ABS, 20)
+        op(_JSET, 0x1FFF, yes="drop")  # a later fragment: no ports in it
+        op(_LDX_B_MSH, 14)  # X = IPv4 header length
+        op(_LD_B_ABS, 23)  # protocol
+        op(_JEQ, socket.IPPROTO_UDP, yes="udp4")
+        op(_JEQ, socket.IPPROTO_TCP, no="drop")
+        either_port(_LD_H_IND, 14, 16)
+        label("udp4")
+        op(_LD_H_IND, 16)
+        op(_JEQ, udp_port, yes="accept", no="drop")
+        label("ip6")
+        op(_LD_B_ABS, 20)  # next header
+        op(_JEQ, socket.IPPROTO_UDP, yes="udp6")
+        op(_JEQ, socket.IPPROTO_TCP, no="drop")
+        either_port(_LD_H_ABS, 54, 56)
+        label("udp6")
+        op(_LD_H_ABS, 56)
+        op(_JEQ, udp_port, yes="accept", no="drop")
+    label("accept")
+    op(_RET, _ACCEPT)
+    label("drop")
+    op(_RET, _DROP)
+    return [(code, labels[yes] - i - 1 if yes else 0, labels[no] - i - 1 if no else 0, k)
+            for i, (code, yes, no, k) in enumerate(program)]
+
+
+def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """Attach (or replace) a classic BPF filter on `sock`."""
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in program))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(program), ctypes.addressof(code)))
 
 
 _timestamp_holder: socket.socket | None = None
@@ -76,8 +159,14 @@ def keep_timestamping_on() -> None:
 class Capture:
     """A packet socket on one interface, read without threads."""
 
-    def __init__(self, ifname: str = "lo") -> None:
+    def __init__(self, ifname: str = "lo", ports: set[int] | None = None) -> None:
+        """Capture on `ifname`: every frame (a private namespace), or with `ports`, only the
+        TCP frames of those ports (the host's namespace: see ``watch``)."""
         self.frames: list[Frame] = []
+        self.ports = None if ports is None else set(ports)
+        self.dropped = 0
+        self._marker_rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._marker_rx.bind(("127.0.0.1", 0))
         # Protocol 0 at creation, ETH_P_ALL at bind: the kernel then registers its
         # packet hook once instead of twice, and the second registration would
         # cost an RCU grace period (synchronize_net, ~16 ms here). Closing costs one anyway.
@@ -87,21 +176,34 @@ class Capture:
         except OSError:  # needs CAP_NET_ADMIN in the initial namespace
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._attach()  # before bind: no frame is ever queued unfiltered
         self.sock.bind((ifname, ETH_P_ALL))
         self.sock.setblocking(False)
-        self._marker_rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._marker_rx.bind(("127.0.0.1", 0))
         self._token = os.urandom(16)
         self._stopped = False
+
+    def _attach(self) -> None:
+        attach_filter(self.sock, filter_program(self.ports, self._marker_rx.getsockname()[1]))
+
+    def watch(self, port: int) -> None:
+        """Let the TCP frames of `port` through too (a capture made with `ports`)."""
+        if self.ports is not None and port not in self.ports:
+            self.ports.add(port)
+            self._attach()
+
+    def queue_size(self) -> int:
+        """The bytes of frames the kernel will hold for us before it drops."""
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
     def close(self) -> None:
         self.sock.close()
         self._marker_rx.close()
 
     def drops(self) -> int:
-        """Frames the kernel dropped because our queue was full (reading resets it)."""
-        raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
-        return struct.unpack("II", raw)[1]
+        """Frames the kernel dropped so far because our queue was full."""
+        raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)  # reading resets the kernel's count
+        self.dropped += struct.unpack("II", raw)[1]
+        return self.dropped
 
     def read_available(self) -> list[Frame]:
         """Read every queued frame; return the new ones (outgoing copies only).
@@ -144,6 +246,8 @@ class Capture:
 
     def flush(self) -> list[Frame]:
         """Send the marker, read up to it, stop. Keep and return the frames before the marker."""
+        self.read_available()  # make room for the marker
+        self._check_overflow()
         port = self._marker_rx.getsockname()[1]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
             tx.sendto(self._token, ("127.0.0.1", port))
@@ -154,8 +258,17 @@ class Capture:
                 self._stopped = True
                 break
         else:
+            self._check_overflow()
             raise CaptureError("the flush marker never reached the capture: packets were lost")
+        self._check_overflow()
+        return self.frames
+
+    def _check_overflow(self) -> None:
         lost = self.drops()
         if lost:
-            raise CaptureError(f"the kernel dropped {lost} frames: the capture queue overflowed")
-        return self.frames
+            raise CaptureError(
+                f"the capture overflowed: the kernel dropped {lost} frames because the capture's queue "
+                f"({self.queue_size() >> 10} KiB) was full, so the trace would be incomplete. Between two "
+                f"lab steps (each one empties the queue) the scenario sent more than the queue holds. "
+                f"Fix: send less between two lab steps, or run as root (a 32 MiB queue), or raise "
+                f"net.core.rmem_max (sudo sysctl -w net.core.rmem_max=33554432)")

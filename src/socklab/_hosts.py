@@ -184,8 +184,7 @@ class TwoHosts:
                 _netns.set_link_up(f"w{i}")
         for host in hosts.values():
             other = self.server if host is self.client else self.client
-            given = {"ip_local_port_range": "{} {}".format(*_netns.EPHEMERAL_PORTS),
-                     **common, **(client if host is self.client else server)}
+            given = {**common, **(client if host is self.client else server)}
             with host:
                 _rtnl.disable_tx_checksum("eth0")
                 _netns.set_link_up("eth0")

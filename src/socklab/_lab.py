@@ -2,19 +2,34 @@
 
 Theory of operation
 -------------------
-``run(scenario)`` forks. The child enters the isolation the parent's probe
-found possible (``_netns``), opens the capture (``_capture``), then calls
+``run(scenario)`` forks a *supervisor*, which makes itself the leader of a
+process group and the subreaper of everything below it
+(``PR_SET_CHILD_SUBREAPER``), enters the isolation the parent's probe found
+possible (``_netns``), and forks the *scenario's process*. That one opens the
+capture (``_capture``), installs the port rules (``_ports``) and calls
 ``scenario(lab)``. Everything the scenario records through ``lab`` is pickled
-onto a pipe *as it happens*, so a child that is killed (a hang past the
+onto a pipe *as it happens*, so a process that is killed (a hang past the
 timeout, ``SIGPIPE`` at its default action) still leaves the parent all it saw
-up to that moment. At the end the child flushes the capture, sends the frames
-and leaves with ``os._exit``: a forked child must never return into the
-caller's code (in a docs build, that would be a second Sphinx).
+up to that moment. At the end the scenario's process flushes the capture,
+sends the frames and leaves with ``os._exit``: a forked child must never return
+into the caller's code (in a docs build, that would be a second Sphinx).
 
-The parent reads the pipe until end-of-file or the deadline, kills the child
-on a timeout, always reaps it, and turns the records into a ``Run``. The
-parent's signal handlers, working directory and namespaces are never touched:
-everything that changes them happens in the child.
+The supervisor waits (``pidfd``) for the scenario's process to end, for the
+parent to die, or for the parent's ``SIGTERM`` at the timeout. Then it kills
+and reaps every process still below it (a scenario's ``subprocess`` or forked
+child, even one that made itself a daemon: orphans come to the subreaper),
+names each in a note, sends the scenario's wait status and exits. The
+scenario's process dies with the supervisor (``PR_SET_PDEATHSIG``), so no part
+of a run outlives its parent.
+
+The parent reads the pipe until the supervisor exits: not until end-of-file,
+which a process the scenario started could hold off forever by keeping the
+pipe's write end. At the timeout it asks the supervisor to stop (``SIGTERM``)
+and, after a grace period, kills the process group; on ``KeyboardInterrupt``
+it stops the run the same way and raises again. Records are decoded in time
+linear in their size. The parent's signal handlers, working directory and
+namespaces are never touched: everything that changes them happens in the
+children.
 
 Why fork and not multiprocessing: the scenario is a function defined in an
 example script, which sphinx-gallery executes in a fake ``__main__`` that a
@@ -23,7 +38,9 @@ spawned interpreter could not import.
 
 from __future__ import annotations
 
+import dataclasses
 import errno as errno_module
+import math
 import os
 import pickle
 import platform
@@ -36,7 +53,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import _capture, _netns, _records, _states, _trace
+from . import _capture, _netns, _ports, _records, _states, _trace
 from ._records import Call, Calling, Exited, Failed, Finished, Frames, Named, Note, Snapshot, Started, Value
 from ._run import Run
 from ._vocab import Endpoint, State, short_repr
@@ -77,13 +94,27 @@ class Lab:
     """
 
     def __init__(self, send: Callable[[object], None], capture: _capture.Capture | None,
-                 isolation: _netns.Isolation) -> None:
+                 isolation: _netns.Isolation, ports: _ports.Ports | None = None) -> None:
         self._send = send
         self._capture = capture
         self._frames_sent = 0
         self.isolation = isolation
+        self._ports = ports or _ports.Ports(isolation.private)
+        self._ports.on_port = self._port_used
         self._own: set[tuple[Endpoint, Endpoint]] = set()
         self._seen: dict[int, tuple[Endpoint, Endpoint]] = {}  # id(socket) -> (local, peer) last seen open
+        self._waits_noted: set[str] = set()
+        # Sockets open before the scenario began are the caller's (inherited over fork), not its own.
+        self._before = set() if isolation.private else _socket_inodes()
+
+    def _port_used(self, page: int, used: int) -> None:
+        """A port became the run's own (host mode): capture it, and say when it is not the page's."""
+        if self._capture is not None:
+            self._capture.watch(used)
+        if page != used:
+            self.note(f"WARNING: this run used port {used} where the page says {page}: without a private "
+                      f"namespace the host's ports are shared, and {page} may be another program's. "
+                      f"Fix: {self.isolation.fix or _netns.FIX_NAMESPACES}")
 
     # -- recording -----------------------------------------------------------
     def _emit(self, record: object) -> None:
@@ -107,25 +138,25 @@ class Lab:
 
     def _rows(self) -> tuple[_states.SocketRow, ...]:
         rows = _states.snapshot()
-        if self.isolation.private:
-            return tuple(rows)
-        return tuple(self._only_own(rows))
+        if not self.isolation.private:
+            rows = self._only_own(rows)
+        return tuple(sorted(rows, key=_states.table_order))
 
     def _only_own(self, rows: list[_states.SocketRow]) -> list[_states.SocketRow]:
-        """Without a private namespace: keep the sockets this process owns or owned."""
-        inodes = set()
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                target = os.readlink(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(int(target[8:-1]))
+        """Without a private namespace: keep the sockets this process owns or owned.
+
+        Its own: open here and not before the scenario began; or closed (inode 0, an
+        orphan or a TIME_WAIT socket) and either seen open before or on a port of the
+        run's own (``_ports``: chosen free for this run)."""
+        inodes = _socket_inodes() - self._before
+        own_ports = self._ports.own
         kept = []
         for row in rows:
             if row.inode in inodes:
                 self._own.add((row.local, row.peer))
-            if row.inode in inodes or (row.inode == 0 and (row.local, row.peer) in self._own):
+                kept.append(row)
+            elif row.inode == 0 and ((row.local, row.peer) in self._own or row.local_port in own_ports
+                                     or row.peer_port in own_ports):
                 kept.append(row)
         return kept
 
@@ -198,10 +229,12 @@ class Lab:
         Wait for a state before a snapshot that shows it: a packet captured by
         ``wait_packet`` may not have been processed by the receiving socket yet.
         """
+        timeout = _seconds(timeout)
         inode = 0
         key: tuple[Endpoint | None, Endpoint | None] = (None, None)
         if not isinstance(sock, socket.socket):
-            key = (Endpoint.parse(sock[0]), Endpoint.parse(sock[1]))
+            key = (Endpoint.parse(self._ports.translate_address(sock[0])),
+                   Endpoint.parse(self._ports.translate_address(sock[1])))
         else:
             if sock.fileno() >= 0:
                 ref = self._identify(sock)
@@ -232,13 +265,17 @@ class Lab:
 
         `sport`/`dport` narrow it to a direction, `win` to an advertised window (``win=0``:
         the receiver's buffer is full); `after` skips that many earlier
-        matches (wait for the second ``[.]``, say). Without capture this raises.
+        matches (wait for the second ``[.]``, say). Without capture it waits instead
+        for what such a packet causes (every socket's data and FIN acknowledged)
+        and says so in the run's notes.
         The packet is captured as it leaves its sender: to show its effect on the
         receiver's state, follow with ``wait_state``.
         """
+        timeout = _seconds(timeout)
+        sport, dport = self._ports.translate(sport), self._ports.translate(dport)
         if self._capture is None:
-            raise RuntimeError(f"wait_packet needs packet capture, which this machine refused "
-                               f"({self.isolation.reason}). Fix: {self.isolation.fix or _netns.FIX_CAPTURE}")
+            self._wait_settled(f"[{flags}]", timeout)
+            return
         wanted = flags
         count = 0
 
@@ -261,11 +298,34 @@ class Lab:
             which = ", ".join(f"{k}={v}" for k, v in narrowed if v is not None)
             raise TimeoutError(f"no [{flags}] packet ({which or 'any'}) within {timeout}s") from None
 
+    def _wait_settled(self, packet: str, timeout: float) -> None:
+        """Without capture: wait for what a packet the scenario waits for causes, on every one
+        of the run's TCP sockets: nothing sent and unacknowledged, no FIN or SYN awaiting its
+        ACK. Say, once per kind of wait, that the packet itself could not be seen."""
+        if packet not in self._waits_noted:
+            self._waits_noted.add(packet)
+            self.note(f"WARNING: no capture, so wait_packet({packet}) could not see the packet; it waited "
+                      f"instead until every socket of the run had its data and FIN acknowledged (what "
+                      f"the packet causes). Fix: {self.isolation.fix or _netns.FIX_CAPTURE}")
+
+        def settled() -> bool:
+            for row in self._rows():
+                if row.netid != "tcp" or row.state in (State.LISTEN, State.CLOSE, State.TIME_WAIT):
+                    continue
+                if row.state in _UNSETTLED or row.send_q:
+                    return False
+            return True
+
+        if not _wait(settled, timeout):
+            raise TimeoutError(f"no capture, and the sockets did not settle within {timeout}s "
+                               f"(waiting in place of the {packet} packet)")
+
     def wait_poll(self, sock: socket.socket, events: int, timeout: float = 2.0,
                   label: str | None = None, by: str | None = None) -> int:
         """poll(2) one socket for `events`; record and return revents (0 on timeout).
 
         The call's recorded value is the names of the events (``"POLLIN|POLLHUP"``)."""
+        timeout = _seconds(timeout)
         start = time.time_ns()
         p = select.poll()
         p.register(sock, events)
@@ -296,6 +356,24 @@ def _call_record(label: str, start: int, end: int, value: Any, ref: _records.Soc
     return Call(label, start, end, None, short, None, ref, by, kept=False)
 
 
+#: States that wait for an ACK of something the socket sent (a SYN or a FIN).
+_UNSETTLED = frozenset({State.SYN_SENT, State.SYN_RECV, State.NEW_SYN_RECV, State.FIN_WAIT1, State.CLOSING,
+                        State.LAST_ACK})
+
+
+def _socket_inodes() -> set[int]:
+    """Inodes of the sockets this process has open."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
 def _wait(condition: Callable[[], bool], timeout: float) -> bool:
     """Poll `condition` with a short, growing interval until true or `timeout`."""
     deadline = time.monotonic() + timeout
@@ -309,27 +387,91 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
         pause = min(pause * 2, 0.01)
 
 
-# -- the child ----------------------------------------------------------------
+# -- the child's side: a supervisor and the scenario's process -----------------
 
-def _child(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int) -> None:
-    """Body of the forked child. Never returns."""
+class _Stop(Exception):
+    """The parent asked the supervisor to stop the run (SIGTERM at the timeout)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Exited:
+    """The supervisor's last record: the scenario process's wait status."""
+
+    status: int
+    stopped: str  #: "" when the scenario ended by itself, else why it was killed
+
+
+def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int, parent: int) -> None:
+    """Body of the forked child: run the scenario in a process of its own, end everything
+    it left behind, report. Never returns."""
     code = 0
-
-    def send(record: object) -> None:
-        _write_all(fd, pickle.dumps(record))
-
     try:
-        capture = None
+        previous_sigterm = signal.getsignal(signal.SIGTERM)
+
+        def stop(signum: int, frame: object) -> None:
+            raise _Stop("the run's timeout")
+
+        signal.signal(signal.SIGTERM, stop)
+        os.setpgid(0, 0)
+        _netns.prctl(_netns.PR_SET_CHILD_SUBREAPER, 1)
+        parent_fd = os.pidfd_open(parent)
+        if os.getppid() != parent:  # the parent died before we could watch it
+            os._exit(0)
         try:
             _netns.enter(isolation.mode)
-            if isolation.capture:
-                capture = _capture.Capture("lo")
         except OSError as e:  # the probe said yes, the child was refused
             isolation = _netns.Isolation("none", False, f"entering the namespace failed: {e}",
                                          _netns.FIX_NAMESPACES)
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _scenario_process(scenario, isolation, fd, me, previous_sigterm)
+        scenario_fd = os.pidfd_open(pid)
+        stopped = ""
+        try:
+            ready, _, _ = select.select([scenario_fd, parent_fd], [], [])
+            if parent_fd in ready and scenario_fd not in ready:
+                stopped = "its parent process died"
+        except _Stop as e:
+            stopped = str(e)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stopped:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        for text in _end_descendants(me):
+            _write_record(fd, Note(text))
+        _write_record(fd, _Exited(status, stopped))
+    except BaseException:  # noqa: BLE001 - a forked child must never return
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _scenario_process(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int,
+                      supervisor: int, sigterm: Any) -> None:
+    """Body of the scenario's process (the supervisor's child). Never returns."""
+    code = 0
+    try:
+        signal.signal(signal.SIGTERM, sigterm)
+        _netns.prctl(_netns.PR_SET_PDEATHSIG, signal.SIGKILL)  # no scenario outlives its supervisor
+        if os.getppid() != supervisor:
+            os._exit(code)
+
+        def send(record: object) -> None:
+            _write_record(fd, record)
+
+        capture = None
+        if isolation.capture:
+            try:  # in the host's namespace, the kernel filters for the run's own ports
+                capture = _capture.Capture("lo", ports=None if isolation.private else set())
+            except OSError as e:
+                isolation = dataclasses.replace(isolation, capture=False,
+                                                reason=f"opening the capture failed: {e}", fix=_netns.FIX_CAPTURE)
         send(Started(platform.release(), isolation.mode, capture is not None, isolation.reason,
                      isolation.fix, time.time_ns()))
-        lab = Lab(send, capture, isolation)
+        ports = _ports.Ports(isolation.private)
+        lab = Lab(send, capture, isolation, ports)
+        ports.install()
         try:
             scenario(lab)
             lab.finish()
@@ -343,13 +485,105 @@ def _child(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int)
         os._exit(code)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_record(fd: int, record: object) -> None:
+    data = pickle.dumps(record)
     view = memoryview(_LENGTH.pack(len(data)) + data)
     while view:
         view = view[os.write(fd, view) :]
 
 
+def _processes() -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, state letter)} of every process /proc shows."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # it ended while we looked
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        found[int(entry)] = (int(fields[1]), fields[0].decode())
+    return found
+
+
+def _descendants(root: int) -> list[int]:
+    """The living (not zombie) descendants of `root`, parents before children."""
+    procs = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop(0)
+        if procs[pid][1] != "Z":
+            out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _command_line(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            text = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    return short_repr(text)[1:-1] if len(text) > 60 else text or "?"
+
+
+def _end_descendants(me: int, timeout: float = 5.0) -> list[str]:
+    """Kill and reap everything the scenario left running (its orphans are ours: we are
+    their subreaper); return one line per process, for the run's notes."""
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:  # no child at all: every orphan would be ours, so nothing is left
+        return []
+    seen: dict[int, str] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        living = _descendants(me)
+        for pid in living:
+            if pid not in seen:
+                seen[pid] = _command_line(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        children_left = True
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                children_left = False
+                break
+        if not living and not children_left:
+            break
+        if time.monotonic() > deadline:
+            seen.update({pid: seen.get(pid, "?") + " (could not be ended)" for pid in _descendants(me)})
+            break
+        time.sleep(0.001)
+    return [f"WARNING: still running when the scenario ended, killed by socklab: {command} (pid {pid})"
+            for pid, command in sorted(seen.items())]
+
+
 # -- the parent ---------------------------------------------------------------
+
+#: How long the supervisor gets, after the timeout, to end the scenario and report.
+STOP_GRACE = 5.0
+
+
+def _seconds(value: object, name: str = "timeout", zero: bool = True) -> float:
+    """A timeout as a float, or a clear error: a finite number of seconds, not negative
+    (and above 0 unless `zero`: a wait may just look, a run must have time to run)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be a finite number of seconds {'at least' if zero else 'above'} 0, "
+                         f"not {value!r} (for example {name}=10)")
+    return float(value)
+
 
 def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         allow_signals: bool = False) -> Run:
@@ -359,31 +593,49 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     tables, calls, packets and notes, or raises ``ScenarioError`` (with the
     child's traceback), ``ScenarioTimeout`` after `timeout` seconds, or
     ``ScenarioKilled`` when a signal killed it (unless `allow_signals`, in
-    which case the ``Run`` says which signal, in ``run.killed_by``).
+    which case the ``Run`` says which signal, in ``run.killed_by``). Processes
+    the scenario started and left running are killed when it ends, and named
+    in the run's notes. ``KeyboardInterrupt`` stops the run (nothing is left
+    running) and is raised again.
     """
     if not callable(scenario):
         raise TypeError(f"run() needs a function taking a Lab, not {scenario!r}")
+    timeout = _seconds(timeout, zero=False)
     name = name or str(getattr(scenario, "__name__", "scenario"))
     isolation = _netns.probe()
     _capture.keep_timestamping_on()
     r, w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _child(scenario, isolation, w)
+        _supervise(scenario, isolation, w, parent)
     os.close(w)
-    records: list[object] = []
-    timed_out = False
     try:
-        timed_out = not _read_records(r, records, time.monotonic() + timeout)
-    finally:
-        os.close(r)
-        if timed_out:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    killed = signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) and not timed_out else None
-    code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else None
-    records.append(Exited(killed, code, timed_out))
+        os.setpgid(pid, pid)  # also done by the child: whichever runs first, killpg works
+    except OSError:  # it already exited, or already did it itself
+        pass
+    records: list[object] = []
+    reader = _RecordReader(records)
+    try:
+        timed_out = _collect(pid, r, reader, time.monotonic() + timeout)
+    except BaseException:  # KeyboardInterrupt above all: end the run, then let it through
+        try:
+            _collect(pid, r, reader, time.monotonic())  # stop now: the supervisor ends what the scenario started
+        finally:
+            _kill_group(pid)
+            os.waitpid(pid, 0)
+            os.close(r)
+        raise
+    os.close(r)
+    _kill_group(pid)  # whatever escaped the supervisor, before its pid (our group id) is freed
+    _, supervisor_status = os.waitpid(pid, 0)
+    exited = next((rec for rec in records if isinstance(rec, _Exited)), None)
+    records = [rec for rec in records if not isinstance(rec, _Exited)]
+    if exited is not None and os.WIFSIGNALED(exited.status):
+        records.append(Exited(signal.Signals(os.WTERMSIG(exited.status)).name, None, timed_out))
+    elif exited is not None:
+        records.append(Exited(None, os.waitstatus_to_exitcode(exited.status), timed_out))
     run_ = Run(name, records)
     last = run_.last_step()
     if timed_out:
@@ -393,32 +645,95 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     if failed is not None:
         raise ScenarioError(f"scenario {name!r} raised {failed.kind}: {failed.message}\n\n"
                             f"Traceback in the scenario's process:\n{failed.traceback}")
-    if killed:
+    if exited is None:
+        raise ScenarioError(f"socklab's supervising process ended without reporting "
+                            f"({_status_text(supervisor_status)}); the scenario's last recorded step was: {last}")
+    if os.WIFSIGNALED(exited.status):
+        killed = run_.killed_by
         if not allow_signals:
             raise ScenarioKilled(f"scenario {name!r} was killed by {killed} during: {last}. "
                                  "Pass allow_signals=True to run() if the page means to show it.")
     elif not any(isinstance(rec, Finished) for rec in records):
-        raise ScenarioError(f"scenario {name!r} ended without reporting (exit status {code}); last step: {last}")
+        raise ScenarioError(f"scenario {name!r} ended without reporting ({_status_text(exited.status)}); "
+                            f"its last recorded step was: {last}")
     return run_
 
 
-def _read_records(fd: int, records: list[object], deadline: float) -> bool:
-    """Read length-prefixed pickles until EOF (True) or the deadline (False)."""
-    buffer = b""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return False
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            return True
-        buffer += chunk
-        while len(buffer) >= _LENGTH.size:
-            (size,) = _LENGTH.unpack_from(buffer)
-            if len(buffer) < _LENGTH.size + size:
+def _status_text(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:  # the group is empty
+        pass
+
+
+def _collect(pid: int, fd: int, reader: _RecordReader, deadline: float) -> bool:
+    """Read records until the supervisor `pid` exits; True if the deadline passed first.
+
+    The supervisor's exit, not the pipe's end-of-file, ends the run: a process the
+    scenario started may hold the pipe's write end open. At the deadline the supervisor
+    is asked to stop the scenario (SIGTERM) and report; if it cannot within
+    ``STOP_GRACE``, the whole process group is killed.
+    """
+    os.set_blocking(fd, False)
+    exited_fd = os.pidfd_open(pid)
+    timed_out = False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if timed_out:  # the grace is over too
+                    _kill_group(pid)
+                    break
+                timed_out = True
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + STOP_GRACE
+                continue
+            ready, _, _ = select.select([fd, exited_fd], [], [], left)
+            if fd in ready and not reader.read(fd):
+                break  # end of file: every writer has gone
+            if exited_fd in ready:
+                reader.read(fd)  # what it wrote before exiting is in the pipe now
                 break
-            records.append(pickle.loads(buffer[_LENGTH.size : _LENGTH.size + size]))
-            buffer = buffer[_LENGTH.size + size :]
+    finally:
+        os.close(exited_fd)
+    return timed_out
+
+
+class _RecordReader:
+    """Length-prefixed pickles from a pipe, decoded in time linear in their size."""
+
+    def __init__(self, records: list[object]) -> None:
+        self.records = records
+        self._buffer = bytearray()
+
+    def read(self, fd: int) -> bool:
+        """Read what the pipe holds now; False at end of file."""
+        while True:
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self.feed(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        buffer = self._buffer
+        buffer += chunk
+        start = 0
+        while len(buffer) - start >= _LENGTH.size:
+            (size,) = _LENGTH.unpack_from(buffer, start)
+            end = start + _LENGTH.size + size
+            if len(buffer) < end:
+                break
+            with memoryview(buffer) as view:
+                self.records.append(pickle.loads(view[start + _LENGTH.size : end]))
+            start = end
+        if start:
+            del buffer[:start]

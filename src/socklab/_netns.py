@@ -19,10 +19,9 @@ throw-away child to try the whole dance (:func:`probe`), once per process, and
 the scenario's child only does what the probe proved possible. When nothing
 works the run goes on in the current namespace and says so (see ``Isolation``).
 
-Inside the namespace the ephemeral port range is narrowed to two ports, so the
-client side of a scenario gets port 50000 in every run: the kernel picks the
-even port of a two-port range first (``__inet_hash_connect``), which makes two
-builds print the same trace.
+Nothing in the namespace is changed but ``lo``, which is brought up: no
+sysctl is written, so a read-only ``/proc/sys`` (as Docker mounts it) does not
+matter. Reproducible client ports come from ``_ports`` instead.
 """
 
 from __future__ import annotations
@@ -42,8 +41,8 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
-#: The ephemeral ports a scenario's connecting sockets get, in this order.
-EPHEMERAL_PORTS = (50000, 50001)
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -80,6 +79,13 @@ def unshare(flags: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+def prctl(option: int, value: int) -> None:
+    """Call prctl(2) with one argument; raise OSError with the errno on failure."""
+    if _libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
@@ -101,11 +107,6 @@ def set_link_up(name: str = "lo") -> None:
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh14x", name.encode(), flags | IFF_UP))
 
 
-def fix_ephemeral_ports() -> None:
-    low, high = EPHEMERAL_PORTS
-    _write("/proc/sys/net/ipv4/ip_local_port_range", f"{low} {high}")
-
-
 def enter(mode: str) -> None:
     """In the current (child) process: enter the namespaces `mode` names and set them up."""
     if mode == "netns":
@@ -117,7 +118,6 @@ def enter(mode: str) -> None:
     else:  # pragma: no cover - programming error
         raise ValueError(f"unknown isolation mode {mode!r}")
     set_link_up("lo")
-    fix_ephemeral_ports()
 
 
 def can_capture() -> tuple[bool, str]:
@@ -172,6 +172,114 @@ FIX_NAMESPACES = (
 FIX_CAPTURE = "run as root (CAP_NET_RAW), or allow user namespaces so socklab can capture inside its own"
 
 _probe_cache: Isolation | None = None
+_diagnosis_cache: Diagnosis | None = None
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _has_capability(bit: int) -> bool:
+    """Whether this process has a capability in its effective set (/proc/self/status)."""
+    for line in (_read("/proc/self/status") or "").splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> bit & 1)
+    return False
+
+
+CAP_NET_RAW, CAP_SYS_ADMIN = 13, 21
+
+
+def namespace_fix(refusals: dict[str, str]) -> str:
+    """What to do about refused namespaces, from what this machine says about itself."""
+    fixes = []
+    if _read("/proc/sys/user/max_user_namespaces") == "0" or any("ENOSPC" in r for r in refusals.values()):
+        fixes.append("user namespaces are limited to none here (user.max_user_namespaces is 0): "
+                     "sudo sysctl -w user.max_user_namespaces=15000 (in a container, where it is created)")
+    if _read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        fixes.append("sudo sysctl -w kernel.unprivileged_userns_clone=1")
+    if _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        fixes.append("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04's AppArmor)")
+    seccomp = next((line.split()[1] for line in (_read("/proc/self/status") or "").splitlines()
+                    if line.startswith("Seccomp:")), "0")
+    if seccomp == "2" and any("EPERM" in r for r in refusals.values()):
+        fixes.append("a seccomp filter refuses unshare(2) (Docker's default profile does): "
+                     "docker run --security-opt seccomp=unconfined, or a profile that allows unshare")
+    if os.geteuid() == 0 and not _has_capability(CAP_SYS_ADMIN):
+        fixes.append("root here lacks CAP_SYS_ADMIN (a container?): docker run --cap-add SYS_ADMIN")
+    if not fixes:
+        fixes.append(FIX_NAMESPACES if os.geteuid() != 0 else FIX_NAMESPACES.removeprefix("run as root, or "))
+    return "; or ".join(fixes)
+
+
+def capture_fix(mode: str) -> str:
+    """What to do about refused capture, for who we are and where the run happens."""
+    if os.geteuid() == 0 or mode == "netns":
+        return ("CAP_NET_RAW was dropped from this root process (capsh --drop, docker --cap-drop): "
+                "give it back (docker run --cap-add NET_RAW), or allow user namespaces, inside which "
+                "socklab captures with capabilities of its own")
+    if mode == "none":
+        return "allow user namespaces (see the fix for namespaces), inside which socklab captures; or run as root"
+    return FIX_CAPTURE
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnosis:
+    """What ``python -m socklab check`` reports: each capability, why it is missing, the fix."""
+
+    mode: str
+    capture: bool
+    namespace_reason: str = ""
+    namespace_fix: str = ""
+    capture_reason: str = ""
+    capture_fix: str = ""
+
+    def isolation(self) -> Isolation:
+        reason = "; ".join(r for r in (self.namespace_reason, self.capture_reason) if r)
+        fix = "; ".join(dict.fromkeys(f for f in (self.namespace_fix, self.capture_fix) if f))
+        return Isolation(self.mode, self.capture, reason, fix)
+
+
+def diagnose(refresh: bool = False) -> Diagnosis:
+    """Try each isolation, best first, in throw-away children (cached per process).
+
+    A mode that isolates and captures wins; a root that may not capture (CAP_NET_RAW
+    dropped) also tries a user namespace, which brings capabilities of its own.
+    """
+    global _diagnosis_cache
+    if _diagnosis_cache is not None and not refresh:
+        return _diagnosis_cache
+    refusals: dict[str, str] = {}
+    modes = ["netns", "userns+netns"] if os.geteuid() == 0 else ["userns+netns"]
+    fallback: tuple[str, str] | None = None  # a mode that isolates without capture, and why
+    result = None
+    for mode in modes:
+        entered, capture, reason = _try_in_child(mode)
+        if entered and capture:
+            result = Diagnosis(mode, True)
+            break
+        if entered:
+            fallback = fallback or (mode, reason)
+        else:
+            refusals[mode] = reason
+    if result is None and fallback is not None:
+        mode, reason = fallback
+        result = Diagnosis(mode, False, capture_reason=f"packet capture refused ({reason})",
+                           capture_fix=capture_fix(mode))
+    if result is None:
+        capture, why = can_capture()
+        result = Diagnosis(
+            "none", capture,
+            "network namespaces refused (" + "; ".join(f"{m}: {r}" for m, r in refusals.items()) + ")",
+            namespace_fix(refusals),
+            "" if capture else f"packet capture refused ({why})",
+            "" if capture else capture_fix("none"))
+    _diagnosis_cache = result
+    return result
 
 
 def probe(refresh: bool = False) -> Isolation:
@@ -179,20 +287,5 @@ def probe(refresh: bool = False) -> Isolation:
     global _probe_cache
     if _probe_cache is not None and not refresh:
         return _probe_cache
-    reasons = []
-    modes = ["netns", "userns+netns"] if os.geteuid() == 0 else ["userns+netns"]
-    result = None
-    for mode in modes:
-        entered, capture, reason = _try_in_child(mode)
-        if entered:
-            result = Isolation(mode, capture, "" if capture else reason, "" if capture else FIX_CAPTURE)
-            break
-        reasons.append(f"{mode}: {reason}")
-    if result is None:
-        capture, why = can_capture()
-        missing = "network namespaces refused (" + "; ".join(reasons) + ")"
-        if not capture:
-            missing += f"; packet capture refused ({why})"
-        result = Isolation("none", capture, missing, FIX_NAMESPACES)
-    _probe_cache = result
-    return result
+    _probe_cache = diagnose(refresh=True).isolation()
+    return _probe_cache

@@ -127,4 +127,6 @@ class Observed:
                 return f"recorded value {record.name!r}"
             if isinstance(record, Note):
                 return f"note {record.text[:60]!r}"
-        return "nothing recorded (it died before its first step)"
+        if any(isinstance(r, Started) for r in self.records):
+            return "none (it had started, but recorded no step)"
+        return "none (it had not started: no record came from its process)"

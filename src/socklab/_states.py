@@ -48,7 +48,7 @@ class SocketRow:
     send_q: int
     local: Endpoint
     peer: Endpoint
-    timer: str = ""  #: like ss -o: "timewait,59sec,0" ("" when none)
+    timer: str = ""  #: like ss -o: "timewait,60sec,0" ("" when none)
     inode: int = 0
     timer_ms: int | None = None  #: milliseconds left on the timer (None when there is no timer)
 
@@ -66,17 +66,24 @@ class SocketRow:
         return self.timer.partition(",")[0]
 
 
+def table_order(row: SocketRow) -> tuple:
+    """A row's place in a table, the same in every run (the kernel's dump follows its hash
+    buckets, which differ between runs): TCP before Unix, listeners first, then by port."""
+    return (row.netid != "tcp", row.state is not State.LISTEN, row.local_port or 0, row.peer_port or 0,
+            row.local.sort_key(), row.peer.sort_key(), row.state.value, row.inode)
+
+
 def format_timer(kind: int, expires_ms: int, retrans: int = 0) -> str:
-    """Format a timer like ``ss -o`` does (``timewait,59sec,0``)."""
+    """Format a timer like ``ss -o`` (``timewait,60sec,0``), in one unit per range.
+
+    From a second up, whole seconds rounded up (``ss`` would print ``1min`` or
+    ``59sec`` for the same 60-second timer, by a millisecond): a timer counts down
+    from its set value, so a table taken within a second of it shows that value.
+    """
     name = TIMERS.get(kind, f"timer{kind}")
     if not name:
         return ""
-    if expires_ms >= 60_000:
-        left = f"{expires_ms // 60_000}min{expires_ms % 60_000 // 1000}sec"
-    elif expires_ms >= 1000:
-        left = f"{expires_ms // 1000}sec"
-    else:
-        left = f"{expires_ms}ms"
+    left = f"{-(-expires_ms // 1000)}sec" if expires_ms >= 1000 else f"{expires_ms}ms"
     return f"{name},{left},{retrans}"
 
 
