@@ -42,11 +42,27 @@ def test_example_runs_as_an_unprivileged_user(path, unprivileged):
     assert "unprivileged" in result.stdout
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
+#: Pages that do not yet complete without a namespace and capture: they index the trace or
+#: need a private namespace's sysctls outside a claim. Listed, so that each one that starts
+#: to complete fails this list (strict), and none is counted as passing meanwhile.
+DEGRADED_GAPS = {
+    "02_close/02_shutdown_then_send.py", "02_close/04_detect_fin.py", "03_reset/02_rst_data_loss.py",
+    "04_comments/02_ipv6_getaddrinfo.py", "06_server_closed_on_you/01_keepalive_race.py",
+    "06_server_closed_on_you/02_request_queued_at_close.py", "07_listeners/02_close_listener_with_queue.py",
+    "07_listeners/03_accept_queue_full.py", "08_waiting_sockets/01_close_wait_leak.py",
+    "08_waiting_sockets/02_time_wait_restart.py", "08_waiting_sockets/03_ephemeral_ports_exhausted.py",
+    "09_broken_pipes/02_client_hangs_up.py",
+}
+DEGRADED = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="reads packets or sysctls outside its "
+                                                                         "claims without a namespace (known gap)"))
+            if i in DEGRADED_GAPS else p for p, i in zip(EXAMPLES, IDS, strict=True)]
+
+
+@pytest.mark.parametrize("path", DEGRADED, ids=IDS)
 def test_example_observes_what_it_can_as_an_unprivileged_user_with_unshare_refused(path, unprivileged):
     """As Docker's default seccomp profile does: no namespace, no capture. The example runs
-    to its end, saying what is missing; its only failure may be packet claims that could not
-    be checked (how those are reported is decided in ``Run.expect``), never a lab step."""
+    to its end, saying what is missing; claims about packets are reported as unchecked,
+    loudly, never as broken and never as passed."""
     if subprocess.run(["/usr/bin/python3", "-c", "import seccomp"], capture_output=True).returncode:
         if os.environ.get("CI") == "true":
             pytest.fail("the seccomp module for /usr/bin/python3 is required in CI (apt-get install python3-seccomp)")
@@ -56,13 +72,10 @@ def test_example_observes_what_it_can_as_an_unprivileged_user_with_unshare_refus
     script.chmod(0o644)
     environments = Path(__file__).resolve().parent / "environments.py"
     result = unprivileged.run([str(environments), "refuse-unshare", unprivileged.python, str(script)])
-    if result.returncode == 0:
-        assert "NOT isolated" in result.stdout and "Fix:" in result.stdout
-    else:
-        claims = result.stderr.rpartition("socklab.ClaimError: ")[2]
-        broken = [line for line in claims.splitlines() if line.startswith("- ")]
-        assert broken and all("cannot be checked: no capture" in line and "Fix: " in line
-                              for line in broken), result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NOT isolated" in result.stdout and "Fix:" in result.stdout
+    if "flow=" in path.read_text() or "packets=" in path.read_text():
+        assert "UNCHECKED" in result.stderr and "no packet capture" in result.stderr
 
 
 def scenario_functions(path: Path) -> dict:

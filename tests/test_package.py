@@ -20,8 +20,9 @@ def imports_of(path: Path) -> set[str]:
                 found |= {alias.name for alias in node.names}
             elif node.module and node.module.startswith("socklab."):
                 found.add(node.module.split(".")[1])
-            elif node.module == "socklab":
-                found.add("__init__")
+            elif node.module == "socklab":  # "from socklab import _x" imports module _x; a name, the package
+                found |= {alias.name if (PACKAGE / f"{alias.name}.py").exists() else "__init__"
+                          for alias in node.names}
         elif isinstance(node, ast.Import):
             found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("socklab.")}
             found |= {"__init__" for a in node.names if a.name == "socklab"}

@@ -105,6 +105,8 @@ def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: M
         packet = run.packets[index]
         for field, want in fields.items():
             got = getattr(packet, field)
+            if field in ("sport", "dport") and isinstance(want, int):
+                want = run.port_map.get(want, want)  # the page's port, as this run used it
             if got != want:
                 broken.append(f"packet {index} ({packet.flags}) {field}: the page says {want!r}, "
                               f"the trace has {got!r}")

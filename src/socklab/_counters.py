@@ -27,7 +27,7 @@ import dataclasses
 import socket
 import struct
 
-from socklab._vocab import State
+from ._vocab import State
 
 SOURCES = ("/proc/net/netstat", "/proc/net/snmp")
 TCP_GROUPS = ("Tcp", "TcpExt")

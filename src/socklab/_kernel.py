@@ -67,8 +67,8 @@ import socket
 import struct
 import time
 
-from socklab import _bpf, _kprogram
-from socklab._kevents import (
+from . import _bpf, _kprogram
+from ._kevents import (
     REC_HEAD,
     Decoder,
     Dropped,
@@ -80,7 +80,7 @@ from socklab._kevents import (
     Unavailable,
     strip_prefix,
 )
-from socklab._vocab import State
+from ._vocab import State
 
 __all__ = ["Dropped", "KernelEvent", "Recorder", "ResetReceived", "ResetSent", "Retransmit", "StateChange",
            "Unavailable", "end_marker", "netns_inode", "recorder"]

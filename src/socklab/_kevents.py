@@ -25,8 +25,8 @@ import dataclasses
 import socket
 import struct
 
-from socklab import _bpf
-from socklab._vocab import State
+from . import _bpf
+from ._vocab import State
 
 HEADER_BYTES = 64  # of a dropped packet, from its network header: IPv6 (40) + TCP ports, flags (14)
 REC_HEAD = struct.Struct("<QIIB3xI")

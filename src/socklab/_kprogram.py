@@ -28,9 +28,9 @@ from __future__ import annotations
 import dataclasses
 import socket
 
-from socklab import _bpf
-from socklab._bpf import R0, R1, R2, R3, R6, R7, R8, R9, R10
-from socklab._kevents import HEADER_BYTES, PAYLOAD
+from . import _bpf
+from ._bpf import R0, R1, R2, R3, R6, R7, R8, R9, R10
+from ._kevents import HEADER_BYTES, PAYLOAD
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 

@@ -122,10 +122,11 @@ class Lab:
         self._send(record)
 
     def finish(self) -> None:
-        """End of the scenario: flush the capture and send the frames not sent yet."""
+        """End of the scenario: flush the capture, send the frames not sent yet and the ports used."""
         if self._capture is not None:
             self._capture.flush()
         self._send_frames()
+        self._send(_records.Ports(tuple(sorted(self._ports.mapped.items())), tuple(sorted(self._ports.bound))))
 
     def _send_frames(self) -> None:
         if self._capture is None:
@@ -274,7 +275,7 @@ class Lab:
         timeout = _seconds(timeout)
         sport, dport = self._ports.translate(sport), self._ports.translate(dport)
         if self._capture is None:
-            self._wait_settled(f"[{flags}]", timeout)
+            self._wait_settled(f"[{flags}]" + (f" win={win}" if win is not None else ""), timeout)
             return
         wanted = flags
         count = 0
@@ -307,6 +308,12 @@ class Lab:
             self.note(f"WARNING: no capture, so wait_packet({packet}) could not see the packet; it waited "
                       f"instead until every socket of the run had its data and FIN acknowledged (what "
                       f"the packet causes). Fix: {self.isolation.fix or _netns.FIX_CAPTURE}")
+
+        if packet.endswith("win=0"):  # a shut window: the sender's persist timer shows it
+            if not _wait(lambda: any(row.timer_kind == "persist" for row in self._rows()), timeout):
+                raise TimeoutError(f"no capture, and no socket's window shut within {timeout}s "
+                                   f"(waiting in place of the {packet} packet)")
+            return
 
         def settled() -> bool:
             for row in self._rows():

@@ -22,7 +22,20 @@ from typing import Any
 
 from . import _trace
 from ._netns import Isolation
-from ._records import Call, Calling, Counters, Exited, Frames, KernelEvents, Named, Note, Snapshot, Started, Value
+from ._records import (
+    Call,
+    Calling,
+    Counters,
+    Exited,
+    Frames,
+    KernelEvents,
+    Named,
+    Note,
+    Ports,
+    Snapshot,
+    Started,
+    Value,
+)
 from ._vocab import State
 
 
@@ -56,6 +69,11 @@ class Observed:
         counters = next((r for r in records if isinstance(r, Counters)), None)
         #: The namespace's TCP counters that changed during the scenario, by their ``nstat`` names.
         self.counters: dict[str, int] | None = dict(counters.changed) if counters else None
+        ports = next((r for r in records if isinstance(r, Ports)), None)
+        #: The page's port -> the port this run used instead (only where the host's ports were shared).
+        self.port_map: dict[int, int] = dict(ports.mapped) if ports else {}
+        #: Ports the scenario bound by number (its servers'), as used.
+        self.bound_ports: set[int] = set(ports.bound) if ports else set()
         exited = next((r for r in records if isinstance(r, Exited)), None)
         #: The signal that killed the scenario's process ("SIGPIPE"), or None.
         self.killed_by: str | None = exited.signal if exited else None
@@ -81,6 +99,7 @@ class Observed:
         ports = {row.local_port for s in self.snapshots for row in s.rows if row.state is State.LISTEN}
         ports |= {c.socket.local.port for c in self.calls if c.socket.listening and c.socket.local is not None}
         ports |= {p.dport for p in self.packets if p.flags == "S"}
+        ports |= self.bound_ports
         return {p for p in ports if p is not None}
 
     def _own_ports(self) -> set[int | None]:

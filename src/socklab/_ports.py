@@ -71,6 +71,7 @@ class Ports:
         self.on_port = on_port  #: called with (page port, port used) for every port of the run's own
         self.mapped: dict[int, int] = {}  #: page port -> the port this run used instead (host only)
         self.own: set[int] = set()  #: ports bound by this run's sockets (host only)
+        self.bound: set[int] = set()  #: ports the scenario bound by number (a server's), as used
 
     # -- what the lab translates ----------------------------------------------
     def translate(self, port: int | None) -> int | None:
@@ -92,11 +93,16 @@ class Ports:
 
         def bind(sock: socket.socket, address: Any) -> None:
             if ports.private or not _inet(sock):
-                return original_bind(sock, address)
+                original_bind(sock, address)
+                if _inet(sock) and isinstance(address, tuple) and len(address) > 1 and address[1]:
+                    ports.bound.add(sock.getsockname()[1])
+                return None
             address = ports._replace(sock, address, always=True)
             original_bind(sock, address)
             page = address[1]
             port = sock.getsockname()[1]
+            if page:
+                ports.bound.add(port)
             if port not in ports.own:
                 ports.own.add(port)
                 if page == 0 and ports.on_port:

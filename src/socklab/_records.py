@@ -141,6 +141,14 @@ class Counters:
 
 
 @dataclasses.dataclass(frozen=True)
+class Ports:
+    """The ports a scenario used: the page's port -> this run's (host mode), and those it bound."""
+
+    mapped: tuple[tuple[int, int], ...]
+    bound: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Exited:
     """Added by the parent: how the scenario's process ended."""
 
