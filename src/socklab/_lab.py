@@ -18,7 +18,9 @@ everything that changes them happens in the child.
 
 Why fork and not multiprocessing: the scenario is a function defined in an
 example script, which sphinx-gallery executes in a fake ``__main__`` that a
-spawned interpreter could not import.
+spawned interpreter could not import. A parent with threads is not forked:
+``_spawn`` starts a fresh interpreter instead and hands it the scenario by
+value (see its theory of operation).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import _capture, _netns, _states, _trace
+from . import _capture, _netns, _spawn, _states, _trace
 from ._records import Call, Calling, Failed, Finished, Frames, Named, Note, Snapshot, Started
 from ._run import Run
 
@@ -345,10 +347,7 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     isolation = _netns.probe()
     _capture.keep_timestamping_on()
     r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        _child(scenario, isolation, w)
+    pid = _spawn.start(_child, (scenario, isolation), w)  # fork, or spawn if this process has threads
     os.close(w)
     records: list[object] = []
     timed_out = False
