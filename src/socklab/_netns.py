@@ -59,9 +59,11 @@ class Isolation:
 
     @property
     def private(self) -> bool:
+        """Whether the run had a network namespace of its own."""
         return self.mode != "none"
 
     def describe(self) -> str:
+        """One sentence: where the run ran, whether it was captured, and what is missing and why."""
         where = {
             "netns": "a private network namespace (root)",
             "userns+netns": "a private user and network namespace (unprivileged)",

@@ -85,6 +85,7 @@ class Run:
         return _trace.pcap_bytes([self.frames[p.frame] for p in self.packets])
 
     def save_pcap(self, path: str | os.PathLike) -> str:
+        """Write the capture to `path` as a pcap file; return the path written, as a string."""
         with open(path, "wb") as f:
             f.write(self.pcap())
         return os.fspath(path)
@@ -140,6 +141,7 @@ class Run:
                 for n, r in zip(names, rows, strict=True)]
 
     def snapshot(self, label: str) -> Snapshot:
+        """The snapshot recorded under `label`; ``KeyError`` naming the known labels if none is."""
         for s in self.snapshots:
             if s.label == label:
                 return s
@@ -152,6 +154,7 @@ class Run:
         return dict(zip(self._roles(rows), rows, strict=True))
 
     def call(self, label: str) -> Call:
+        """The call recorded under `label` (its ``outcome`` is the value or errno name); ``KeyError`` if none."""
         for c in self.calls:
             if c.label == label:
                 return c
