@@ -26,15 +26,20 @@ PYTHONS = ["3.11", "3.12", "3.13"]
 
 
 def _pyenv_pythons_on_path() -> None:
-    """Append pyenv's interpreters for PYTHONS to PATH (after anything already there)."""
+    """Put pyenv's interpreters for PYTHONS on PATH where PATH has none (or only pyenv's shim).
+
+    A shim runs only the versions pyenv is told to use, and fails for the others.
+    """
     versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     extra = []
     for minor in PYTHONS:
-        found = sorted(versions.glob(f"{minor}.*/bin/python{minor}"), key=lambda p: p.parent.parent.name)
-        if found and shutil.which(f"python{minor}") is None:
+        found = sorted(versions.glob(f"{minor}.*/bin/python{minor}"),
+                       key=lambda p: tuple(int(n) for n in p.parent.parent.name.split(".") if n.isdigit()))
+        on_path = shutil.which(f"python{minor}")
+        if found and (on_path is None or os.sep + "shims" + os.sep in on_path):
             extra.append(str(found[-1].parent))
     if extra:
-        os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), *extra])
+        os.environ["PATH"] = os.pathsep.join([*extra, os.environ.get("PATH", "")])
 
 
 _pyenv_pythons_on_path()
