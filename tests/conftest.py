@@ -93,6 +93,8 @@ def unprivileged() -> Unprivileged:
         home.chmod(0o755)
         python, env = _python_for_nobody(home)
         shutil.copytree(ROOT / "src", home / "src", ignore=shutil.ignore_patterns("__pycache__"))
+        # the checkout may sit where uid 65534 cannot read (under root's home): its tests' helpers too
+        shutil.copytree(ROOT / "tests", home / "tests", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(sysconfig.get_paths()["purelib"], home / "site", symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__", "pip", "_pytest", "pytest*", "*.pth"))
         (home / "mpl").mkdir()

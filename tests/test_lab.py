@@ -235,8 +235,7 @@ UNPRIVILEGED_RUN = textwrap.dedent("""
 
 
 def test_unprivileged_user_runs_isolated_with_capture(unprivileged):
-    tests_dir = os.path.dirname(__file__)
-    result = unprivileged.run(["-c", UNPRIVILEGED_RUN, tests_dir])
+    result = unprivileged.run(["-c", UNPRIVILEGED_RUN, str(unprivileged.home / "tests")])
     assert result.returncode == 0, result.stderr
     mode, outcomes, flow = result.stdout.splitlines()
     assert mode == "userns+netns True"
