@@ -1,11 +1,18 @@
-"""Sessions: docs (build the site, every example executed), browser, tests, lint, bench.
+"""Sessions: docs (build the site, every example executed), browser, tests, matrix, lint, package, bench.
 
 Each session installs what it needs into its own virtualenv and starts from
 nothing an earlier session left: the docs session deletes the previous build and
 the generated gallery, so every example runs again against the current code.
+
+``tests`` runs on the Python that runs nox; ``matrix`` runs the same suite on
+every supported Python (3.11, 3.12, 3.13), which nox finds as ``python3.X`` on
+PATH or, failing that, under pyenv's ``versions/``. A missing one is skipped,
+except in CI (``CI=true``), where nox fails on it.
 """
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -15,6 +22,27 @@ nox.options.default_venv_backend = "venv"
 
 ROOT = Path(__file__).parent
 BUILD = ROOT / "docs" / "_build" / "html"
+PYTHONS = ["3.11", "3.12", "3.13"]
+
+
+def _pyenv_pythons_on_path() -> None:
+    """Put pyenv's interpreters for PYTHONS on PATH where PATH has none (or only pyenv's shim).
+
+    A shim runs only the versions pyenv is told to use, and fails for the others.
+    """
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    extra = []
+    for minor in PYTHONS:
+        found = sorted(versions.glob(f"{minor}.*/bin/python{minor}"),
+                       key=lambda p: tuple(int(n) for n in p.parent.parent.name.split(".") if n.isdigit()))
+        on_path = shutil.which(f"python{minor}")
+        if found and (on_path is None or os.sep + "shims" + os.sep in on_path):
+            extra.append(str(found[-1].parent))
+    if extra:
+        os.environ["PATH"] = os.pathsep.join([*extra, os.environ.get("PATH", "")])
+
+
+_pyenv_pythons_on_path()
 
 
 @nox.session
@@ -39,17 +67,27 @@ def build_site(session: nox.Session, *sphinx_args: str) -> None:
 
 @nox.session
 def browser(session: nox.Session) -> None:
-    """Build the site, serve it and check it in headless Chromium; saves screenshots."""
+    """Build the site, serve it and check it in headless Chromium (desktop and phone, contrast); saves screenshots."""
     session.install("-e", ".[docs]", "playwright>=1.40")
     build_site(session)
     session.run("python", "docs/_tools/browser_check.py", str(BUILD), *session.posargs)
 
 
-@nox.session
-def tests(session: nox.Session) -> None:
-    """Run the test suite (pass pytest options after --)."""
+def run_tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite on the Python running nox (pass pytest options after --)."""
+    run_tests(session)
+
+
+@nox.session(python=PYTHONS)
+def matrix(session: nox.Session) -> None:
+    """Run the test suite on each supported Python."""
+    run_tests(session)
 
 
 @nox.session
@@ -58,6 +96,30 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint]")
     session.run("ruff", "check", "src", "tests", "examples", "docs", "noxfile.py")
     session.run("mypy")
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build sdist and wheel, twine check them, install the wheel here and use its CLI away from the checkout."""
+    session.install("build>=1.2", "twine>=6.1")
+    dist = Path(tempfile.mkdtemp(prefix="socklab-dist-"))
+    session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT))
+    session.run("twine", "check", "--strict", *map(str, dist.iterdir()))
+    wheel = next(dist.glob("*.whl"))
+    session.install(str(wheel))
+    away = Path(tempfile.mkdtemp(prefix="socklab-away-"))
+    with session.chdir(away):  # no checkout here: what runs is the installed wheel
+        session.run("python", "-c", "import socklab, sys; assert 'site-packages' in socklab.__file__, socklab.__file__")
+        session.run("socklab", "--version")
+        listed = session.run("socklab", "list", silent=True) or ""
+        if "close_then_send" not in listed:
+            session.error(f"`socklab list` from the wheel does not list close_then_send:\n{listed}")
+        out = session.run("socklab", "run", "close_then_send", silent=True, env={"MPLBACKEND": "Agg"}) or ""
+        if "EPIPE" not in out:
+            session.error(f"`socklab run close_then_send` from the wheel did not print EPIPE:\n{out}")
+        session.run("socklab", "run", "no_such_scenario", success_codes=[2], silent=True)
+    shutil.rmtree(dist)
+    shutil.rmtree(away)
 
 
 @nox.session

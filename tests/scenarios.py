@@ -24,6 +24,25 @@ def close_then_send(lab):
     lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
 
 
+def close_then_send_by_states(lab):
+    """The seed's scenario waiting for socket states only: it needs no capture (FIN_WAIT2 means
+    the FIN's ACK arrived; the server's socket gone means the RST did)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", PORT))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", PORT))
+    server, _ = listener.accept()
+    lab.snapshot("before close on client")
+    lab.call(client.close, label="close")
+    lab.wait_state(client, "FIN_WAIT2")
+    lab.snapshot("after close on client")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
+    lab.wait_state(server, None)
+    lab.snapshot("after send on server")
+    lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #2")
+
+
 def bare_close_then_send():
     """The same calls with no observation at all (the benchmark's baseline)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -1,6 +1,5 @@
 """The capture: each packet once, flushed by a marker, inside a private namespace."""
 
-import shutil
 import socket
 import subprocess
 import textwrap
@@ -9,6 +8,7 @@ import pytest
 
 import scenarios
 import socklab
+from conftest import require_tool
 
 
 def exchange(lab):
@@ -38,8 +38,7 @@ def test_flush_marker_is_not_in_the_trace():
 
 @pytest.mark.parametrize("tool", ["tcpdump", "tshark"])
 def test_a_runs_pcap_reads_back_in_capture_tools_packet_for_packet(tool, tmp_path):
-    if shutil.which(tool) is None:
-        pytest.fail(f"{tool} is not installed: apt-get install {tool} (.ci/run does)")
+    require_tool(tool, f"apt-get install {tool}")
     run = socklab.run(scenarios.close_then_send)
     path = run.save_pcap(tmp_path / "run.pcap")
     out = subprocess.run([tool, "-n", "-r", path], capture_output=True, text=True, check=True).stdout

@@ -5,6 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from matplotlib.text import Text
 
 import scenarios
 import socklab
@@ -63,3 +64,30 @@ def test_tables_list_every_summarized_run_and_every_failed_call(scraper, tmp_pat
 def test_a_build_that_ran_no_scenario_fails_instead_of_empty_tables(scraper, tmp_path):
     with pytest.raises(RuntimeError, match="no scenario ran in this build"):
         socklab_gallery.write_tables(SimpleNamespace(srcdir=str(tmp_path)))
+
+
+def test_bytes_values_in_generated_tables_are_code_so_quotes_stay_straight():
+    table = socklab_gallery._table(["recv"], [["b'' then b'x' unread"], ["the peer's recv()"]])
+    assert "``b''`` then ``b'x'`` unread" in table
+    assert "the peer's recv()" in table  # prose is left as it is
+
+
+def test_a_figures_alt_text_is_the_first_clause_of_its_description():
+    run = socklab.run(scenarios.close_then_send)
+    description = run.ladder_alt()
+    alt = socklab_gallery.short_alt(description)
+    assert description.startswith(alt) and len(alt) < len(description)
+    assert alt == "Ladder diagram of close_then_send, client on the left, server on the right"
+
+
+def test_a_long_first_clause_is_cut_at_a_word_to_the_alt_limit():
+    alt = socklab_gallery.short_alt("word " * 100)
+    assert len(alt) <= socklab_gallery.ALT_MAX and alt.endswith("word\u2026")
+
+
+def test_a_ladder_keeps_its_smallest_text_at_11_px_on_a_phone():
+    fig = socklab.run(scenarios.close_then_send).ladder()
+    width = socklab_gallery.phone_min_width(fig)
+    assert width == 515  # 10 pt text in a 6.5 in (468 pt) figure: 11 px at 468 * 11 / 10 px
+    smallest = min(t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip())
+    assert smallest * width / (fig.get_figwidth() * 72) >= 11

@@ -208,7 +208,8 @@ def refused_namespaces(monkeypatch):
 
 
 def test_refused_namespace_still_runs_and_says_what_is_missing(refused_namespaces):
-    run = socklab.run(scenarios.close_then_send)
+    # waits for states, not packets: without a namespace an unprivileged user cannot capture
+    run = socklab.run(scenarios.close_then_send_by_states)
     assert run.isolation.mode == "none"
     text = str(run)
     assert "NOT isolated" in text and "network namespaces refused" in text and "Fix:" in text
@@ -235,8 +236,7 @@ UNPRIVILEGED_RUN = textwrap.dedent("""
 
 
 def test_unprivileged_user_runs_isolated_with_capture(unprivileged):
-    tests_dir = os.path.dirname(__file__)
-    result = unprivileged.run(["-c", UNPRIVILEGED_RUN, tests_dir])
+    result = unprivileged.run(["-c", UNPRIVILEGED_RUN, str(unprivileged.home / "tests")])
     assert result.returncode == 0, result.stderr
     mode, outcomes, flow = result.stdout.splitlines()
     assert mode == "userns+netns True"

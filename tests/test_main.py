@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import socklab
+import socklab.__main__
 from socklab import _netns
 from socklab.__main__ import main
 
@@ -57,9 +59,52 @@ def test_run_by_name_prints_the_tables(capsys, monkeypatch):
     assert "FIN-WAIT-2" in out and "EPIPE" in out and "Flags [R]" in out
 
 
-def test_command_is_required():
-    with pytest.raises(SystemExit):
+def test_command_is_required_and_its_absence_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
         main([])
+    assert info.value.code == 2
+    assert "usage: socklab" in capsys.readouterr().err
+
+
+def test_help_is_named_socklab_and_plain_text(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: socklab ") and "``" not in out and "socklab run close_then_send" in out
+
+
+def test_version_is_the_package_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"socklab {socklab.__version__}"
+
+
+def test_list_without_a_folder_finds_the_scenarios_shipped_with_socklab(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # nothing called examples here
+    assert main(["list"]) == 0
+    assert "close_then_send" in capsys.readouterr().out
+
+
+def test_examples_are_found_in_the_package_before_the_checkout(monkeypatch, tmp_path):
+    package = tmp_path / "site-packages" / "socklab"
+    (package / "examples" / "02_close").mkdir(parents=True)
+    monkeypatch.setattr(socklab.__main__, "__file__", str(package / "__main__.py"))
+    assert socklab.__main__.default_examples() == package / "examples"
+
+
+def test_a_failing_scenario_exits_1_with_the_reason_on_stderr(capsys, tmp_path):
+    (tmp_path / "01_x").mkdir()
+    (tmp_path / "01_x" / "01_broken.py").write_text(
+        "import socklab\n"
+        "def broken(lab):\n"
+        "    raise ValueError('boom')\n"
+        "socklab.run(broken)\n")
+    assert main(["run", "broken", "--examples", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "scenario broken failed" in captured.err and "ValueError: boom" in captured.err
+    assert captured.out == ""
 
 
 # -- check gives the right advice in each environment (issue 10, item 5) ----------

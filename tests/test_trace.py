@@ -1,4 +1,3 @@
-import shutil
 import subprocess
 
 import pytest
@@ -6,6 +5,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
+from conftest import require_tool
 from socklab import _trace
 
 T0 = 1_700_000_000_000_000_000
@@ -66,8 +66,7 @@ def test_pcap_holds_every_frame_with_its_time(tmp_path):
 
 @pytest.mark.parametrize("tool", ["tcpdump", "tshark"])
 def test_pcap_is_readable_by_capture_tools(tmp_path, tool):
-    if shutil.which(tool) is None:
-        pytest.fail(f"{tool} is not installed: apt-get install {tool} (.ci/run does)")
+    require_tool(tool, f"apt-get install {tool}")
     path = tmp_path / "seed.pcap"
     path.write_bytes(_trace.pcap_bytes(SEED))
     out = subprocess.run([tool, "-n", "-r", str(path)], capture_output=True, text=True, check=True).stdout

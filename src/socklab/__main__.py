@@ -1,4 +1,11 @@
-"""Command line: ``python -m socklab check | list | run NAME``."""
+"""Command line: ``socklab check | list | run NAME`` (also ``python -m socklab``).
+
+The scenario scripts ship inside the package (``socklab/examples`` in the
+wheel), so ``list`` and ``run`` work after a plain ``pip install``; in a
+checkout they are the repository's ``examples/``. Exit codes follow the
+convention: 0 success, 1 a failure (a scenario failed, or ``check`` found a
+gap), 2 a usage error (unknown command or scenario). Errors go to stderr.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,16 @@ import sys
 from pathlib import Path
 
 from . import _netns, _states
+from ._version import __version__
+
+DESCRIPTION = """\
+Run TCP teardown scenarios on the real Linux kernel and show what happened:
+socket states, call results and errnos, packets.
+
+  socklab check                what this machine allows (namespaces, capture)
+  socklab list                 the scenarios that ship with socklab
+  socklab run close_then_send  run one and print its tables and trace
+"""
 
 
 def check() -> int:
@@ -38,6 +55,15 @@ def check() -> int:
     return 0 if ok else 1
 
 
+def default_examples() -> Path:
+    """The scenario scripts: shipped in the package, else the checkout's ``examples/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "examples", here.parent.parent / "examples"):
+        if candidate.is_dir():
+            return candidate
+    return here / "examples"
+
+
 def scenarios(root: Path) -> dict[str, Path]:
     """Example scripts under `root`, by name (file stem without its number prefix)."""
     found = {}
@@ -46,32 +72,47 @@ def scenarios(root: Path) -> dict[str, Path]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m socklab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="socklab", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"socklab {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{check,list,run}")
     sub.add_parser("check", help="what this machine allows: namespaces, capture, kernel")
     for name, text in (("list", "list the scenario scripts"), ("run", "run one scenario script by name")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("--examples", type=Path, default=Path("examples"), help="folder of scenario scripts")
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--examples", type=Path, default=None, metavar="DIR",
+                         help="folder of scenario scripts (default: the ones shipped with socklab)")
         if name == "run":
-            p.add_argument("name", help="scenario name, e.g. close_then_send")
-    args = parser.parse_args(argv)
+            cmd.add_argument("name", help="scenario name, e.g. close_then_send")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.command == "check":
         return check()
-    if not args.examples.is_dir():
-        print(f"error: no examples folder at {args.examples}; run from the socklab checkout or pass --examples",
-              file=sys.stderr)
+    examples = args.examples or default_examples()
+    if not examples.is_dir():
+        print(f"socklab: error: no examples folder at {examples}; pass --examples DIR "
+              "(a folder of <section>/<scenario>.py scripts)", file=sys.stderr)
         return 2
-    known = scenarios(args.examples)
+    known = scenarios(examples)
     if args.command == "list":
         for name, path in known.items():
             print(f"{name:32} {path}")
         return 0
     if args.name not in known:
-        print(f"error: unknown scenario {args.name!r}. Known scenarios: {', '.join(known) or 'none'}",
-              file=sys.stderr)
+        print(f"socklab: error: unknown scenario {args.name!r}; `socklab list` shows the known ones: "
+              f"{', '.join(known) or 'none'}", file=sys.stderr)
         return 2
-    runpy.run_path(str(known[args.name]), run_name="__main__")
+    from ._lab import ScenarioError
+    from ._run import ClaimError
+
+    try:
+        runpy.run_path(str(known[args.name]), run_name="__main__")
+    except (ScenarioError, ClaimError) as e:
+        print(f"socklab: scenario {args.name} failed: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

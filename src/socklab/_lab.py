@@ -33,7 +33,9 @@ children.
 
 Why fork and not multiprocessing: the scenario is a function defined in an
 example script, which sphinx-gallery executes in a fake ``__main__`` that a
-spawned interpreter could not import.
+spawned interpreter could not import. A parent with threads is not forked:
+``_spawn`` starts a fresh interpreter instead and hands it the scenario by
+value (see its theory of operation).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import _capture, _netns, _ports, _records, _states, _trace
+from . import _capture, _netns, _ports, _records, _spawn, _states, _trace
 from ._records import Call, Calling, Exited, Failed, Finished, Frames, Named, Note, Snapshot, Started, Value
 from ._run import Run
 from ._vocab import Endpoint, State, short_repr
@@ -408,9 +410,9 @@ class _Exited:
     stopped: str  #: "" when the scenario ended by itself, else why it was killed
 
 
-def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int, parent: int) -> None:
-    """Body of the forked child: run the scenario in a process of its own, end everything
-    it left behind, report. Never returns."""
+def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, parent: int, fd: int) -> None:
+    """Body of the child (forked, or spawned from a threaded parent): run the scenario in a
+    process of its own, end everything it left behind, report. Never returns."""
     code = 0
     try:
         previous_sigterm = signal.getsignal(signal.SIGTERM)
@@ -613,10 +615,8 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     _capture.keep_timestamping_on()
     r, w = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        _supervise(scenario, isolation, w, parent)
+    # fork, or spawn a fresh interpreter if this process has threads (_spawn)
+    pid = _spawn.start(_supervise, (scenario, isolation, parent), w)
     os.close(w)
     try:
         os.setpgid(pid, pid)  # also done by the child: whichever runs first, killpg works

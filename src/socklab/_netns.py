@@ -58,9 +58,11 @@ class Isolation:
 
     @property
     def private(self) -> bool:
+        """Whether the run had a network namespace of its own."""
         return self.mode != "none"
 
     def describe(self) -> str:
+        """One sentence: where the run ran, whether it was captured, and what is missing and why."""
         where = {
             "netns": "a private network namespace (root)",
             "userns+netns": "a private user and network namespace (unprivileged)",
@@ -130,26 +132,30 @@ def can_capture() -> tuple[bool, str]:
     return True, ""
 
 
-def _try_in_child(mode: str) -> tuple[bool, bool, str]:
-    """Fork; in the child enter `mode` and test capture. Returns (entered, capture, reason)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return
-        code = 0
+def _probe_child(mode: str, w: int) -> None:
+    """In a child process: enter `mode`, test capture, write the verdict to `w`. Never returns."""
+    code = 0
+    try:
         try:
-            os.close(r)
-            try:
-                enter(mode)
-            except OSError as e:
-                msg = f"0\0{errno.errorcode.get(e.errno or 0, str(e.errno))} ({e.strerror})"
-            else:
-                ok, why = can_capture()
-                msg = f"1{int(ok)}\0{why}"
-            os.write(w, msg.encode())
-        except BaseException:  # noqa: BLE001 - a forked child must not return
-            code = 1
-        finally:
-            os._exit(code)
+            enter(mode)
+        except OSError as e:
+            msg = f"0\0{errno.errorcode.get(e.errno or 0, str(e.errno))} ({e.strerror})"
+        else:
+            ok, why = can_capture()
+            msg = f"1{int(ok)}\0{why}"
+        os.write(w, msg.encode())
+    except BaseException:  # noqa: BLE001 - a child must not return
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _try_in_child(mode: str) -> tuple[bool, bool, str]:
+    """In a child process enter `mode` and test capture. Returns (entered, capture, reason)."""
+    from . import _spawn
+
+    r, w = os.pipe()
+    pid = _spawn.start(_probe_child, (mode,), w)  # fork, or spawn if this process has threads
     os.close(w)
     with os.fdopen(r, "rb") as f:
         data = f.read().decode()

@@ -15,6 +15,8 @@ import html
 
 @dataclasses.dataclass
 class Table:
+    """A table: printed as aligned text (``str``), rendered as HTML on a page (``_repr_html_``)."""
+
     title: str
     columns: list[str]
     rows: list[list[str]]
