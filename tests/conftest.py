@@ -71,7 +71,8 @@ class Unprivileged:
     def __init__(self, home: Path, python: str, env: dict[str, str]) -> None:
         self.home, self.python, self.env = home, python, env
 
-    def run(self, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(self, args: list[str], timeout: float = 60, interpreter: str | None = None) -> subprocess.CompletedProcess:
+        """Run `args` with this run's Python (or `interpreter`, such as Debian's /usr/bin/python3)."""
         env = {
             "PATH": "/usr/bin:/bin",
             "HOME": str(self.home),
@@ -80,7 +81,7 @@ class Unprivileged:
             "PYTHONDONTWRITEBYTECODE": "1",
             **self.env,
         }
-        return _as_nobody([self.python, *args], env, cwd=self.home, timeout=timeout)
+        return _as_nobody([interpreter or self.python, *args], env, cwd=self.home, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

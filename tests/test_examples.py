@@ -71,7 +71,8 @@ def test_example_observes_what_it_can_as_an_unprivileged_user_with_unshare_refus
     script.write_text(path.read_text())
     script.chmod(0o644)
     environments = Path(__file__).resolve().parent / "environments.py"
-    result = unprivileged.run([str(environments), "refuse-unshare", unprivileged.python, str(script)])
+    result = unprivileged.run([str(environments), "refuse-unshare", unprivileged.python, str(script)],
+                              interpreter="/usr/bin/python3")  # Debian's, which has python3-seccomp
     assert result.returncode == 0, result.stderr[-3000:]
     assert "NOT isolated" in result.stdout and "Fix:" in result.stdout
     if "flow=" in path.read_text() or "packets=" in path.read_text():

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(known) or 'none'}", file=sys.stderr)
         return 2
     from ._lab import ScenarioError
-    from ._run import ClaimError
+    from ._claims import ClaimError
 
     try:
         runpy.run_path(str(known[args.name]), run_name="__main__")
