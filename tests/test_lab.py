@@ -619,3 +619,25 @@ def test_concurrent_runs_in_the_hosts_namespace_do_not_collide(unprivileged):
     for program in programs:
         out, err = program.communicate(timeout=120)
         assert out.strip() == "ok", err[-3000:]
+
+
+# -- the kernel's own account (issue 12) ---------------------------------------
+
+def test_a_root_run_records_the_kernels_events_and_reasons_of_its_own_namespace():
+    if os.geteuid() != 0:
+        pytest.skip("kernel events need root")
+    run = socklab.run(scenarios.close_then_send)
+    assert run.resets() == [("client", "TCP_TIMEWAIT_SOCKET", State.TIME_WAIT)], run.events_unavailable
+    assert State.FIN_WAIT1 in [s for s in socklab._events.states(run, "client")]  # too brief for any snapshot
+    assert run.counters and run.counters.get("TcpOutRsts") == 1
+    assert "TCP_TIMEWAIT_SOCKET" in str(run.timeline())
+
+
+def test_an_unprivileged_run_says_why_it_has_no_kernel_events(unprivileged):
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import socklab, scenarios; "
+            "run = socklab.run(scenarios.close_then_send); print(run.kernel_events, run.events_unavailable); "
+            "run.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')]); print(run.unchecked)")
+    result = unprivileged.run(["-c", code, str(unprivileged.home / "tests")])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[] kernel events need root"), result.stdout
+    assert "UNCHECKED" in result.stderr and "resets and their reasons" in result.stdout

@@ -94,8 +94,10 @@ socklab.show(run.ladder())
 # describe but the figure leaves out): the client, closed and unable to read,
 # answers the server's byte with a reset (``rcv data after close()``), and the
 # server's ``CLOSE-WAIT`` ends on that reset (``rcv RST``), not by its own
-# ``close()``. The ``run.expect`` in this cell checks those states against the
-# run, so the picture cannot drift from the tables.
+# ``close()``. As root the paths are the kernel's own: every state change it
+# recorded, and how each socket ended (the next section); elsewhere they are
+# the tables' states. The ``run.expect`` in this cell checks those states
+# against the run, so the picture cannot drift from the tables.
 CLIENT_PATH = ["ESTABLISHED", "FIN_WAIT2", "rcv data after close()"]
 SERVER_PATH = ["ESTABLISHED", "CLOSE_WAIT", "rcv RST"]
 run.expect(
@@ -106,10 +108,28 @@ run.expect(
     },
     packets={5: {"flags": "P."}, 6: {"flags": "R"}},  # the data, then the reset it drew
 )
-socklab.show(socklab.draw_state_diagram(highlight={
-    "client": socklab.state_path(CLIENT_PATH),
-    "server": socklab.state_path(SERVER_PATH),
-}))
+if run.kernel_events:
+    paths = {"client": run.path("client"), "server": run.path("server")}
+else:
+    paths = {"client": socklab.state_path(CLIENT_PATH), "server": socklab.state_path(SERVER_PATH)}
+socklab.show(socklab.draw_state_diagram(highlight=paths))
+
+# %%
+# Why the RST: the kernel's account
+# ---------------------------------
+# The kernel's own events of this run (recorded as root, from its tracepoints,
+# for this run's network namespace only). The client's socket is not gone
+# when the server's byte arrives: it went ``FIN_WAIT1`` -> ``FIN_WAIT2``, then
+# ``FIN_WAIT2`` -> ``CLOSE``, which on Linux means its program had closed it and
+# the kernel swapped it for a small "timewait" socket that holds the
+# connection in ``FIN-WAIT-2``. That socket sends the RST, and the kernel says
+# why: ``TCP_TIMEWAIT_SOCKET`` ("happen on the timewait socket", in
+# ``include/net/rstreason.h``). In RFC 9293's words, new data arrived after
+# CLOSE (section 3.6.1), and the host SHOULD send a reset. The server's socket
+# takes the reset in ``CLOSE_WAIT``, which is why its next ``send()`` fails
+# with ``EPIPE`` and not ``ECONNRESET`` (``tcp_reset()`` picks the errno by
+# state).
+socklab.show(run.events())
 
 # %%
 # What this page claims
@@ -124,6 +144,9 @@ run.expect(
         "after close on client": {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 1)},
         "after send on server": {"client": None, "server": None},
     },
+    resets=[("client", "TCP_TIMEWAIT_SOCKET")],
+    transitions={"client": ["CLOSE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE"],
+                 "server": ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "CLOSE"]},
 )
 run.summarize(closer="client: close()", sends=["server: send #1", "server: send #2"])
 socklab.show(run.about())
@@ -131,5 +154,7 @@ socklab.show(run.about())
 # %%
 # .. admonition:: References
 #
-#    ``send(2)`` (``EPIPE``, ``MSG_NOSIGNAL``), ``tcp(7)``, RFC 9293 section 3.10.7
-#    (segment arrives on a CLOSED connection: send a reset).
+#    ``send(2)`` (``EPIPE``, ``MSG_NOSIGNAL``), ``tcp(7)``, RFC 9293 section 3.6.1
+#    ("if new data is received after CLOSE is called, its TCP implementation
+#    SHOULD send a RST to show that data was lost"), ``include/net/rstreason.h``
+#    (the kernel's reset reasons).

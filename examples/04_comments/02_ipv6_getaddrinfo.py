@@ -173,6 +173,7 @@ run.expect(
            "server: send #2": "EPIPE"},
     flow=CLOSE_THEN_SEND,
     states=STATES,
+    resets=[("client", "TCP_TIMEWAIT_SOCKET")],  # the kernel's reason, as over IPv4
 )
 run_v4.expect(
     calls={"server: getpeername()": ("127.0.0.1", 50000), "server: send #1": 1,
@@ -197,4 +198,5 @@ socklab.show(run.about())
 #    ``getaddrinfo(3)`` (loop over the results, use ``ai_family``, ``ai_socktype``,
 #    ``ai_protocol``, ``ai_addr``), ``ipv6(7)`` (``struct sockaddr_in6``: flow info and
 #    scope id), ``socket(7)``, ``send(2)`` (``EPIPE``, ``MSG_NOSIGNAL``), ``tcp(7)``;
-#    RFC 9293 section 3.10.7 (segment arrives on a closed connection: send a reset).
+#    RFC 9293 section 3.6.1 (new data received after CLOSE: a reset SHOULD be sent;
+#    the kernel's reason, checked above, is ``TCP_TIMEWAIT_SOCKET``).

@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"socklab: error: unknown scenario {args.name!r}; `socklab list` shows the known ones: "
               f"{', '.join(known) or 'none'}", file=sys.stderr)
         return 2
-    from ._lab import ScenarioError
     from ._claims import ClaimError
+    from ._lab import ScenarioError
 
     try:
         runpy.run_path(str(known[args.name]), run_name="__main__")

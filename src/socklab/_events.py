@@ -115,7 +115,7 @@ def path_items(run: Observed, role: str) -> list[str | State]:
     """What ``_tcp.path`` needs for `role`: its states up to its first CLOSE, then how it ended."""
     recorded = states(run, role)
     start = 1 if recorded[:1] == [State.CLOSE] else 0  # a new socket starts CLOSED
-    items: list[str | State] = []
+    items: list[str | State] = [State.CLOSE] if start else []
     for state in recorded[start:]:
         if state is State.CLOSE:
             break
@@ -168,5 +168,5 @@ def describe(run: Observed, event: KernelEvent) -> str:
     if kind == "Retransmit":
         return f"retransmitted a segment in {name(state)}"
     if kind == "Dropped":
-        return f"dropped a [{getattr(event, 'flags', '')}] segment: {getattr(event, 'reason', '')}"
+        return f"its [{getattr(event, 'flags', '')}] segment was dropped: {getattr(event, 'reason', '')}"
     return kind

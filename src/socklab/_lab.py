@@ -55,7 +55,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import _capture, _netns, _ports, _records, _spawn, _states, _trace
+from . import _capture, _counters, _kernel, _netns, _ports, _records, _spawn, _states, _trace
 from ._records import Call, Calling, Exited, Failed, Finished, Frames, Named, Note, Snapshot, Started, Value
 from ._run import Run
 from ._vocab import Endpoint, State, short_repr
@@ -410,10 +410,25 @@ class _Exited:
     stopped: str  #: "" when the scenario ended by itself, else why it was killed
 
 
-def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, parent: int, fd: int) -> None:
+@dataclasses.dataclass(frozen=True)
+class _NamespaceReady:
+    """The supervisor is in the run's namespace (its inode), and waits for the parent's go."""
+
+    inode: int
+
+
+def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, parent: int, events: bool,
+               fd: int) -> None:
     """Body of the child (forked, or spawned from a threaded parent): run the scenario in a
-    process of its own, end everything it left behind, report. Never returns."""
+    process of its own, end everything it left behind, report. Never returns.
+
+    With `events` (the parent records the kernel's events): once in the namespace, say its
+    inode and wait for the parent's SIGUSR1 (it watches the namespace now); after the
+    scenario, cause the end marker, report, and wait for the second SIGUSR1 (the parent
+    stopped watching) before exiting, so the namespace outlives the watch."""
     code = 0
+    if events:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
         previous_sigterm = signal.getsignal(signal.SIGTERM)
 
@@ -431,9 +446,18 @@ def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, pare
         except OSError as e:  # the probe said yes, the child was refused
             isolation = _netns.Isolation("none", False, f"entering the namespace failed: {e}",
                                          _netns.FIX_NAMESPACES)
+            if events:  # never watch the host's own namespace
+                events = False
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
         me = os.getpid()
+        if events:
+            _write_record(fd, _NamespaceReady(os.stat("/proc/self/ns/net").st_ino))
+            if signal.sigtimedwait({signal.SIGUSR1}, STOP_GRACE) is None:
+                os._exit(0)  # the parent did not answer: it is gone
         pid = os.fork()
         if pid == 0:
+            if events:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
             _scenario_process(scenario, isolation, fd, me, previous_sigterm)
         scenario_fd = os.pidfd_open(pid)
         stopped = ""
@@ -449,7 +473,11 @@ def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, pare
         _, status = os.waitpid(pid, 0)
         for text in _end_descendants(me):
             _write_record(fd, Note(text))
+        if events:
+            _kernel.end_marker()  # the last event of the run, caused in its namespace
         _write_record(fd, _Exited(status, stopped))
+        if events:
+            signal.sigtimedwait({signal.SIGUSR1}, STOP_GRACE)  # the parent has stopped watching
     except BaseException:  # noqa: BLE001 - a forked child must never return
         code = 70
     finally:
@@ -481,9 +509,13 @@ def _scenario_process(scenario: Callable[[Lab], Any], isolation: _netns.Isolatio
         ports = _ports.Ports(isolation.private)
         lab = Lab(send, capture, isolation, ports)
         ports.install()
+        counters = _counters.read_counters() if isolation.private else None  # the namespace's own
         try:
             scenario(lab)
             lab.finish()
+            if counters is not None:
+                changed = _counters.changed(counters, _counters.read_counters())
+                send(_records.Counters(tuple(sorted(changed.items()))))
             send(Finished(time.time_ns()))
         except BaseException as e:  # noqa: BLE001 - report everything to the parent
             lab._send_frames()
@@ -613,10 +645,12 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     name = name or str(getattr(scenario, "__name__", "scenario"))
     isolation = _netns.probe()
     _capture.keep_timestamping_on()
+    recorder = _kernel.recorder() if isolation.mode == "netns" else None
+    watching = isinstance(recorder, _kernel.Recorder)
     r, w = os.pipe()
     parent = os.getpid()
     # fork, or spawn a fresh interpreter if this process has threads (_spawn)
-    pid = _spawn.start(_supervise, (scenario, isolation, parent), w)
+    pid = _spawn.start(_supervise, (scenario, isolation, parent, watching), w)
     os.close(w)
     try:
         os.setpgid(pid, pid)  # also done by the child: whichever runs first, killpg works
@@ -624,21 +658,25 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
         pass
     records: list[object] = []
     reader = _RecordReader(records)
+    kernel = _KernelWatch(recorder if isinstance(recorder, _kernel.Recorder) else None, pid)
     try:
-        timed_out = _collect(pid, r, reader, time.monotonic() + timeout)
+        timed_out = _collect(pid, r, reader, time.monotonic() + timeout, kernel.on_record)
     except BaseException:  # KeyboardInterrupt above all: end the run, then let it through
         try:
             _collect(pid, r, reader, time.monotonic())  # stop now: the supervisor ends what the scenario started
         finally:
+            kernel.cancel()
             _kill_group(pid)
             os.waitpid(pid, 0)
             os.close(r)
         raise
+    kernel.cancel()  # a run that never reached its end: stop watching before the namespace can go
+    records.append(kernel.record(recorder, isolation))
     os.close(r)
     _kill_group(pid)  # whatever escaped the supervisor, before its pid (our group id) is freed
     _, supervisor_status = os.waitpid(pid, 0)
     exited = next((rec for rec in records if isinstance(rec, _Exited)), None)
-    records = [rec for rec in records if not isinstance(rec, _Exited)]
+    records = [rec for rec in records if not isinstance(rec, _Exited | _NamespaceReady)]
     if exited is not None and os.WIFSIGNALED(exited.status):
         records.append(Exited(signal.Signals(os.WTERMSIG(exited.status)).name, None, timed_out))
     elif exited is not None:
@@ -679,7 +717,54 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _collect(pid: int, fd: int, reader: _RecordReader, deadline: float) -> bool:
+class _KernelWatch:
+    """The parent's side of recording the kernel's events (``_kernel``): watch the run's
+    namespace when the supervisor says it is ready, stop when it reports the end."""
+
+    def __init__(self, recorder: _kernel.Recorder | None, supervisor: int) -> None:
+        self.recorder, self.supervisor = recorder, supervisor
+        self.watching = False
+        self.watched = False
+        self.events: list[Any] = []
+        self.error = ""
+
+    def on_record(self, record: object) -> None:
+        if self.recorder is None:
+            return
+        if isinstance(record, _NamespaceReady):
+            self.recorder.watch(record.inode)
+            self.watching = self.watched = True
+            os.kill(self.supervisor, signal.SIGUSR1)
+        elif isinstance(record, _Exited) and self.watching:
+            try:
+                self.events = self.recorder.stop()
+            except TimeoutError as e:  # no end marker: say so, never guess
+                self.error = str(e)
+            self.watching = False
+            os.kill(self.supervisor, signal.SIGUSR1)
+
+    def cancel(self) -> None:
+        if self.recorder is not None and self.watching:
+            self.recorder.cancel()
+            self.watching = False
+            self.error = self.error or "the run ended before its end marker: its events were not read"
+
+    def record(self, recorder: object, isolation: _netns.Isolation) -> _records.KernelEvents:
+        if isinstance(recorder, _kernel.Recorder):
+            if not self.watched:
+                return _records.KernelEvents((), "the run's namespace never became ready to be watched",
+                                             "see the run's other notes")
+            if self.error:
+                return _records.KernelEvents((), self.error, "report it: socklab could not read the events")
+            return _records.KernelEvents(tuple(self.events), missing=tuple(sorted(recorder.missing.items())))
+        if isinstance(recorder, _kernel.Unavailable):
+            return _records.KernelEvents((), recorder.reason, recorder.fix)
+        return _records.KernelEvents((), f"kernel events need root and a private namespace (this run: "
+                                         f"{isolation.describe().split('. Missing')[0]})", _kernel.FIX_ROOT)
+
+
+def _collect(pid: int, fd: int, reader: _RecordReader, deadline: float,
+             on_record: Callable[[object], None] | None = None) -> bool:
     """Read records until the supervisor `pid` exits; True if the deadline passed first.
 
     The supervisor's exit, not the pipe's end-of-file, ends the run: a process the
@@ -702,10 +787,14 @@ def _collect(pid: int, fd: int, reader: _RecordReader, deadline: float) -> bool:
                 deadline = time.monotonic() + STOP_GRACE
                 continue
             ready, _, _ = select.select([fd, exited_fd], [], [], left)
-            if fd in ready and not reader.read(fd):
-                break  # end of file: every writer has gone
+            seen = len(reader.records)
+            ended = fd in ready and not reader.read(fd)  # end of file: every writer has gone
             if exited_fd in ready:
                 reader.read(fd)  # what it wrote before exiting is in the pipe now
+            if on_record is not None:
+                for record in reader.records[seen:]:
+                    on_record(record)
+            if ended or exited_fd in ready:
                 break
     finally:
         os.close(exited_fd)
