@@ -121,8 +121,8 @@ socklab.show(socklab.draw_state_diagram(highlight=paths))
 # for this run's network namespace only). The client's socket is not gone
 # when the server's byte arrives: it went ``FIN_WAIT1`` -> ``FIN_WAIT2``, then
 # ``FIN_WAIT2`` -> ``CLOSE``, which on Linux means its program had closed it and
-# the kernel swapped it for a small "timewait" socket that holds the
-# connection in ``FIN-WAIT-2``. That socket sends the RST, and the kernel says
+# the kernel swapped it for a small "timewait" socket that keeps the
+# connection in ``FIN_WAIT2``. That socket sends the RST, and the kernel says
 # why: ``TCP_TIMEWAIT_SOCKET`` ("happen on the timewait socket", in
 # ``include/net/rstreason.h``). In RFC 9293's words, new data arrived after
 # CLOSE (section 3.6.1), and the host SHOULD send a reset. The server's socket
