@@ -4,6 +4,8 @@ Rows:
 - empty scenario: fork, namespace, lo up, capture open and flushed, nothing else;
 - the seed's scenario (close, send, RST, send) observed, beside the same calls
   bare in this process with no observation (the baseline);
+- the seed's scenario with the kernel's events recorded (as root) and without:
+  what recording adds to a run, after its one-time start-up;
 - the whole gallery: every example script executed in this process, as the
   docs build does (HTML mode, nothing printed).
 
@@ -64,6 +66,9 @@ def main() -> None:
         ("seed scenario: close, send, RST, send", median_ms(lambda: socklab.run(scenarios.close_then_send),
                                                           args.repeat),
          median_ms(scenarios.bare_close_then_send, args.repeat * 10)),
+        ("seed scenario, kernel events recorded (vs not)",
+         median_ms(lambda: socklab.run(scenarios.close_then_send), args.repeat),
+         median_ms(lambda: socklab.run(scenarios.close_then_send, kernel_events=False), args.repeat)),
         (f"whole gallery ({n_examples} examples, in process)", median_ms(gallery, max(3, args.repeat // 10)),
          None),
     ]

@@ -641,3 +641,19 @@ def test_an_unprivileged_run_says_why_it_has_no_kernel_events(unprivileged):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("[] kernel events need root"), result.stdout
     assert "UNCHECKED" in result.stderr and "resets and their reasons" in result.stdout
+
+
+def test_each_snapshot_carries_tcp_info_of_the_scenarios_open_sockets():
+    def unacked(lab):
+        listener = socket.create_server(("127.0.0.1", 4321))
+        client = socket.create_connection(("127.0.0.1", 4321))
+        server, _ = listener.accept()
+        client.send(b"abc")
+        lab.wait_packet(".", sport=4321)
+        lab.snapshot("after the ACK")
+
+    run = socklab.run(unacked)
+    info = run.tcp_info("after the ACK")
+    assert set(info) == {"listener", "client", "server"}
+    assert info["client"].state is State.ESTABLISHED and info["client"].unacked == 0
+    assert info["client"].retransmits == 0 and info["listener"].state is State.LISTEN

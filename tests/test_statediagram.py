@@ -66,8 +66,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def page_highlights() -> list[tuple[str, dict[str, list[str]]]]:
-    """Each ``draw_state_diagram(highlight={role: state_path(...)})`` of the example pages, as
-    (page, {role: the list given to state_path}), the lists read from the page's source."""
+    """Each ``{role: state_path(...)}`` of the example pages (what their state diagrams highlight
+    without the kernel's events), as (page, {role: the list given to state_path}), the lists read
+    from the page's source."""
     found = []
     for page in sorted(EXAMPLES.glob("*/*.py")):
         tree = ast.parse(page.read_text())
@@ -76,16 +77,13 @@ def page_highlights() -> list[tuple[str, dict[str, list[str]]]]:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                 with contextlib.suppress(ValueError):
                     names[node.targets[0].id] = ast.literal_eval(node.value)
-        for call in ast.walk(tree):
-            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                    and call.func.attr == "draw_state_diagram"):
+        for node in ast.walk(tree):  # every {role: state_path(...)} of the page, given to the diagram
+            if not (isinstance(node, ast.Dict) and node.values and all(
+                    isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and v.func.attr == "state_path"
+                    for v in node.values)):
                 continue
-            arg = next((k.value for k in call.keywords if k.arg == "highlight"), call.args[0] if call.args else None)
-            assert isinstance(arg, ast.Dict), f"{page.name}: highlight is not a literal dict"
             highlight = {}
-            for key, value in zip(arg.keys, arg.values, strict=True):
-                assert isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
-                assert value.func.attr == "state_path", f"{page.name}: a path not made by state_path"
+            for key, value in zip(node.keys, node.values, strict=True):
                 given = value.args[0]
                 path = names[given.id] if isinstance(given, ast.Name) else ast.literal_eval(given)
                 highlight[ast.literal_eval(key)] = path

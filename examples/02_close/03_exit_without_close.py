@@ -309,6 +309,19 @@ if not client_fd > server_fd > listener_fd:
 socklab.show(run.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``TCP_ABORT_ON_CLOSE``: ``close()`` found unread data in the receive queue
+#   and aborted the connection (RFC 9293 3.6.1).
+client_newest.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
+closed.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
+
+# %%
 # .. admonition:: References
 #
 #    ``close(2)``, ``_exit(2)`` (the process's open file descriptors are

@@ -196,6 +196,20 @@ run.summarize(closer="client: close(), linger 0",
 socklab.show(run.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``TCP_STATE``: the connection was aborted by the socket's own state change
+#   (``close()`` with ``SO_LINGER {1, 0}``, or a listener closing with
+#   connections in its queue), not by unread data.
+run.expect(resets=[('client', 'TCP_STATE')])
+run_recv.expect(resets=[('client', 'TCP_STATE')])
+
+# %%
 # .. admonition:: References
 #
 #    ``socket(7)`` (``SO_LINGER``, whose text does not cover a zero timeout; ``SO_ERROR``: "Get

@@ -360,6 +360,32 @@ run_unsent.summarize(closer="client: close(), linger 0, bytes unsent")
 socklab.show(run.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked. The two reasons tell the runs apart: where the
+# closing client had read everything (the first and third runs), its
+# ``SO_LINGER {1, 0}`` is what reset the connection (``TCP_STATE``); where it
+# still had unread bytes (the second and fourth), the kernel names the unread
+# data (``TCP_ABORT_ON_CLOSE``). ``tcp_close()`` checks for unread data first,
+# so in those runs the linger option changes nothing: the same ``close()``
+# without it resets the connection too (:ref:`close() with unread data
+# <sphx_glr_auto_examples_03_reset_03_close_with_unread_data.py>`).
+#
+# * ``TCP_STATE``: the connection was aborted by the socket's own state change
+#   (``close()`` with ``SO_LINGER {1, 0}``, or a listener closing with
+#   connections in its queue), not by unread data.
+#
+# * ``TCP_ABORT_ON_CLOSE``: ``close()`` found unread data in the receive queue
+#   and aborted the connection (RFC 9293 3.6.1).
+run.expect(resets=[('client', 'TCP_STATE')])
+run_closer.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
+run_unsent.expect(resets=[('client', 'TCP_STATE')])
+run_receiver.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
+
+# %%
 # .. admonition:: References
 #
 #    ``socket(7)`` (``SO_LINGER``; it does not describe the zero timeout), ``recv(2)``

@@ -221,6 +221,19 @@ run_unread.summarize(closer="client: close(), 1 byte unread", recv="server: recv
 socklab.show(run_unread.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``TCP_ABORT_ON_CLOSE``: ``close()`` found unread data in the receive queue
+#   and aborted the connection (RFC 9293 3.6.1).
+run_unread.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
+run_read.expect(resets=[])
+
+# %%
 # .. admonition:: References
 #
 #    ``close(2)``, ``recv(2)`` (``ECONNRESET``; a return value of 0), ``send(2)``

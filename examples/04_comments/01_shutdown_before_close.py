@@ -281,6 +281,23 @@ run_orderly.summarize(closer="client: shutdown(SHUT_WR)", sends=["server: send"]
 socklab.show(run_shutdown.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``TCP_TIMEWAIT_SOCKET``: a socket its program had closed, kept by the
+#   kernel as a small timewait socket, answered data nobody would read.
+#
+# * ``TCP_ABORT_ON_DATA``: data arrived for a socket whose receiving side was
+#   closed.
+run_close.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
+run_shutdown.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
+run_no_close.expect(resets=[('client', 'TCP_ABORT_ON_DATA')])
+
+# %%
 # .. admonition:: References
 #
 #    ``shutdown(2)`` (``SHUT_RD``, ``SHUT_WR``, ``SHUT_RDWR``), ``close(2)``, ``send(2)``

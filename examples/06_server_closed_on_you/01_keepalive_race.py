@@ -229,6 +229,18 @@ run.summarize(closer="server: close(), idle timeout",
 socklab.show(run.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``TCP_TIMEWAIT_SOCKET``: a socket its program had closed, kept by the
+#   kernel as a small timewait socket, answered data nobody would read.
+run.expect(resets=[('server', 'TCP_TIMEWAIT_SOCKET')])
+
+# %%
 # .. admonition:: References
 #
 #    ``send(2)`` (``EPIPE``, ``MSG_NOSIGNAL``), ``recv(2)`` ("When a stream socket peer has

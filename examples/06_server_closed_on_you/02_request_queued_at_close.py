@@ -168,6 +168,19 @@ run.summarize(closer="server: close(), request #2 unread", recv="client: recv re
 socklab.show(run.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``TCP_ABORT_ON_CLOSE``: ``close()`` found unread data in the receive queue
+#   and aborted the connection (RFC 9293 3.6.1).
+run.expect(resets=[('server', 'TCP_ABORT_ON_CLOSE')])
+run_http.expect(resets=[('server', 'TCP_ABORT_ON_CLOSE')])
+
+# %%
 # .. admonition:: References
 #
 #    ``close(2)``, ``recv(2)``, ``send(2)`` (``ECONNRESET``: "Connection reset by peer";

@@ -112,6 +112,18 @@ assert errno.ECONNREFUSED == 111, "the page names the number 111"
 socklab.show(run.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``NO_SOCKET``: a segment arrived for which no socket existed.
+run.expect(resets=[('no socket', 'NO_SOCKET')])
+run_nonblocking.expect(resets=[('no socket', 'NO_SOCKET')])
+
+# %%
 # .. admonition:: References
 #
 #    ``connect(2)`` (``ECONNREFUSED``: "A connect() on a stream socket found no one

@@ -170,6 +170,19 @@ run.summarize(closer="listener: close() listener", recv="client A: recv response
 socklab.show(run.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``TCP_STATE``: the connection was aborted by the socket's own state change
+#   (``close()`` with ``SO_LINGER {1, 0}``, or a listener closing with
+#   connections in its queue), not by unread data.
+run.expect(resets=[('server', 'TCP_STATE'), ('server', 'TCP_STATE')])
+
+# %%
 # .. admonition:: References
 #
 #    ``listen(2)`` ("The backlog argument defines the maximum length to which the queue of

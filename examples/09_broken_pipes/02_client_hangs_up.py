@@ -180,6 +180,22 @@ read.summarize(closer="client: close(), all read", sends=["server: send #2", "se
 socklab.show(unread.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``TCP_ABORT_ON_CLOSE``: ``close()`` found unread data in the receive queue
+#   and aborted the connection (RFC 9293 3.6.1).
+#
+# * ``TCP_TIMEWAIT_SOCKET``: a socket its program had closed, kept by the
+#   kernel as a small timewait socket, answered data nobody would read.
+unread.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
+read.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
+
+# %%
 # .. admonition:: References
 #
 #    ``send(2)`` (``EAGAIN``: "The socket is marked nonblocking and the

@@ -176,6 +176,23 @@ print(f"these runs: Python {sys.version.split()[0]}")
 socklab.show(closed.about())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of this page with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; the names are ``enum sk_rst_reason`` in
+# ``include/net/rstreason.h``). Recorded as root only: elsewhere these claims
+# are reported as unchecked.
+#
+# * ``TCP_TIMEWAIT_SOCKET``: a socket its program had closed, kept by the
+#   kernel as a small timewait socket, answered data nobody would read.
+#
+# * ``TCP_STATE``: the connection was aborted by the socket's own state change
+#   (``close()`` with ``SO_LINGER {1, 0}``, or a listener closing with
+#   connections in its queue), not by unread data.
+closed.expect(resets=[('server', 'TCP_TIMEWAIT_SOCKET')])
+reset.expect(resets=[('server', 'TCP_STATE')])
+
+# %%
 # .. admonition:: References
 #
 #    Python's asyncio documentation: ``StreamWriter.write`` ("The method

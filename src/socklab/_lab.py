@@ -164,8 +164,20 @@ class Lab:
         return kept
 
     def snapshot(self, label: str) -> None:
-        """Record the socket table now (what ``ss -tanx`` would print), under `label`."""
-        self._emit(Snapshot(label, time.time_ns(), self._rows()))
+        """Record the socket table now (what ``ss -tanx`` would print), under `label`, with the
+        ``TCP_INFO`` of each of the scenario's open TCP sockets."""
+        self._emit(Snapshot(label, time.time_ns(), self._rows(), self._tcp_info()))
+
+    def _tcp_info(self) -> tuple[tuple[int, Any], ...]:
+        info = []
+        for sock in list(self._ports.sockets):
+            if sock.fileno() < 0 or sock.type != socket.SOCK_STREAM:
+                continue
+            try:
+                info.append((os.fstat(sock.fileno()).st_ino, _counters.tcp_info(sock)))
+            except OSError:
+                continue
+        return tuple(sorted(info, key=lambda pair: pair[0]))
 
     def call(self, fn: Callable[..., Any], *args: Any, label: str | None = None, by: str | None = None,
              **kwargs: Any) -> Any:
@@ -627,14 +639,16 @@ def _seconds(value: object, name: str = "timeout", zero: bool = True) -> float:
 
 
 def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-        allow_signals: bool = False) -> Run:
+        allow_signals: bool = False, kernel_events: bool = True) -> Run:
     """Run `scenario(lab)` in a private network namespace and return what it did.
 
     The scenario runs in a forked child; this returns a ``Run`` with the socket
     tables, calls, packets and notes, or raises ``ScenarioError`` (with the
     child's traceback), ``ScenarioTimeout`` after `timeout` seconds, or
     ``ScenarioKilled`` when a signal killed it (unless `allow_signals`, in
-    which case the ``Run`` says which signal, in ``run.killed_by``). Processes
+    which case the ``Run`` says which signal, in ``run.killed_by``). As root, in a
+    private namespace, the kernel's own events are recorded too (``kernel_events=False``
+    turns that off; the run then says so). Processes
     the scenario started and left running are killed when it ends, and named
     in the run's notes. ``KeyboardInterrupt`` stops the run (nothing is left
     running) and is raised again.
@@ -645,7 +659,7 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     name = name or str(getattr(scenario, "__name__", "scenario"))
     isolation = _netns.probe()
     _capture.keep_timestamping_on()
-    recorder = _kernel.recorder() if isolation.mode == "netns" else None
+    recorder = _kernel.recorder() if isolation.mode == "netns" and kernel_events else None
     watching = isinstance(recorder, _kernel.Recorder)
     r, w = os.pipe()
     parent = os.getpid()
@@ -671,7 +685,8 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
             os.close(r)
         raise
     kernel.cancel()  # a run that never reached its end: stop watching before the namespace can go
-    records.append(kernel.record(recorder, isolation))
+    records.append(kernel.record(recorder, isolation) if kernel_events else
+                   _records.KernelEvents((), "not asked for: run(..., kernel_events=False)", ""))
     os.close(r)
     _kill_group(pid)  # whatever escaped the supervisor, before its pid (our group id) is freed
     _, supervisor_status = os.waitpid(pid, 0)

@@ -167,8 +167,10 @@ def _state_rows(run: Observed, sides: tuple[Endpoint, Endpoint]) -> list[dict]:
     side_roles = [_roles.endpoint_role(run, end) for end in sides]
     for e in run.kernel_events:
         if isinstance(e, StateChange) and e.new is not None and e.new is not State.CLOSE:
-            where = _events.endpoint(e)
-            side = sides.index(where) if where in sides else (
+            where, other = _events.endpoint(e), _events.peer(e)
+            # a side's own socket: its address, and the other side as its peer (not the listener,
+            # which shares the server's address)
+            side = sides.index(where) if where in sides and other == sides[1 - sides.index(where)] else (
                 side_roles.index("client") if where is not None and where.port == 0 and "client" in side_roles
                 and _events.peer(e) in sides else None)
             if side is not None:

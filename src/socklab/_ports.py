@@ -44,6 +44,7 @@ import ipaddress
 import os
 import socket
 import struct
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,8 @@ class Ports:
         self.mapped: dict[int, int] = {}  #: page port -> the port this run used instead (host only)
         self.own: set[int] = set()  #: ports bound by this run's sockets (host only)
         self.bound: set[int] = set()  #: ports the scenario bound by number (a server's), as used
+        #: The scenario's TCP sockets that bound, connected or were accepted (for TCP_INFO at snapshots).
+        self.sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
     # -- what the lab translates ----------------------------------------------
     def translate(self, port: int | None) -> int | None:
@@ -88,10 +91,12 @@ class Ports:
     # -- the wrappers ------------------------------------------------------------
     def install(self) -> None:
         cls = socket.socket
-        original_bind, original_connect = cls.bind, cls.connect
+        original_bind, original_connect, original_accept = cls.bind, cls.connect, cls.accept
         ports = self
 
         def bind(sock: socket.socket, address: Any) -> None:
+            if _inet(sock):
+                ports.sockets.add(sock)
             if ports.private or not _inet(sock):
                 original_bind(sock, address)
                 if _inet(sock) and isinstance(address, tuple) and len(address) > 1 and address[1]:
@@ -112,6 +117,7 @@ class Ports:
         def connect(sock: socket.socket, address: Any) -> None:
             if not _inet(sock):
                 return original_connect(sock, address)
+            ports.sockets.add(sock)
             if not ports.private:
                 address = ports._replace(sock, address, always=False)
             if sock.type == socket.SOCK_STREAM and sock.getsockname()[1] == 0:
@@ -128,6 +134,14 @@ class Ports:
         cls.bind = bind  # type: ignore[method-assign,assignment]
         cls.connect = connect  # type: ignore[method-assign,assignment]
         cls.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
+
+        def accept(sock: socket.socket) -> Any:
+            conn, address = original_accept(sock)
+            if _inet(conn):
+                ports.sockets.add(conn)
+            return conn, address
+
+        cls.accept = accept  # type: ignore[method-assign,assignment]
 
     def _replace(self, sock: socket.socket, address: Any, always: bool) -> Any:
         """Host mode: the address with the page's port replaced by this run's."""

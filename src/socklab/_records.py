@@ -22,6 +22,8 @@ class Snapshot:
     label: str
     time_ns: int
     rows: tuple[SocketRow, ...]
+    #: ``TCP_INFO`` of each of the scenario's open TCP sockets then: (inode, ``_counters.TcpInfo``)
+    info: tuple[tuple[int, Any], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

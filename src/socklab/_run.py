@@ -12,7 +12,7 @@ has no import cycle.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _claims, _events, _ladder, _roles, _views
 from ._observed import Observed
@@ -47,6 +47,12 @@ class Run(Observed):
         """Who made `call`: what the scenario said (``by=``), else its socket's role; None
         for a call on no socket."""
         return _roles.actor(self, call)
+
+    def tcp_info(self, label: str) -> dict[str, Any]:
+        """{role: TCP_INFO} of the scenario's open TCP sockets at the snapshot `label` (the kernel's
+        ``struct tcp_info``: retransmits, backoff, probes, unacked, notsent_bytes, rto...)."""
+        by_inode = dict(self.snapshot(label).info)
+        return {role: by_inode[row.inode] for role, row in _roles.table(self, label).items() if row.inode in by_inode}
 
     def call(self, key: str) -> Call:
         """The call named `key`: ``"server: send #1"`` (who, then the label), or the label alone
