@@ -14,6 +14,11 @@ IDS = [f"{p.parent.name}/{p.name}" for p in EXAMPLES]
 def check_output(result: subprocess.CompletedProcess, path: Path) -> None:
     assert result.returncode == 0, f"{path.name} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     out = result.stdout
+    if "UNCHECKED: missing" in result.stderr:  # a page that needs a tool this machine lacks (the seed's C program)
+        assert out.startswith("WARNING: this machine lacks"), out[:500]
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{path.name} could not run in CI: {result.stderr.strip()}")
+        return
     assert "Linux " in out, "the run's provenance line is missing"
     assert "NOT isolated" not in out
     assert "calls" in out or "packets" in out or "before" in out, "no table or trace printed"
