@@ -289,7 +289,8 @@ class Lab:
         timeout = _seconds(timeout)
         sport, dport = self._ports.translate(sport), self._ports.translate(dport)
         if self._capture is None:
-            self._wait_settled(f"[{flags}]" + (f" win={win}" if win is not None else ""), timeout)
+            self._wait_settled(f"[{flags}]" + (f" win={win}" if win is not None else ""), timeout,
+                               window_shut=win == 0)
             return
         wanted = flags
         count = 0
@@ -313,7 +314,7 @@ class Lab:
             which = ", ".join(f"{k}={v}" for k, v in narrowed if v is not None)
             raise TimeoutError(f"no [{flags}] packet ({which or 'any'}) within {timeout}s") from None
 
-    def _wait_settled(self, packet: str, timeout: float) -> None:
+    def _wait_settled(self, packet: str, timeout: float, window_shut: bool = False) -> None:
         """Without capture: wait for what a packet the scenario waits for causes, on every one
         of the run's TCP sockets: nothing sent and unacknowledged, no FIN or SYN awaiting its
         ACK. Say, once per kind of wait, that the packet itself could not be seen."""
@@ -323,7 +324,7 @@ class Lab:
                       f"instead until every socket of the run had its data and FIN acknowledged (what "
                       f"the packet causes). Fix: {self.isolation.fix or _netns.FIX_CAPTURE}")
 
-        if packet.endswith("win=0"):  # a shut window: the sender's persist timer shows it
+        if window_shut:  # a shut window: the sender's persist timer shows it
             if not _wait(lambda: any(row.timer_kind == "persist" for row in self._rows()), timeout):
                 raise TimeoutError(f"no capture, and no socket's window shut within {timeout}s "
                                    f"(waiting in place of the {packet} packet)")
@@ -660,7 +661,8 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     isolation = _netns.probe()
     _capture.keep_timestamping_on()
     recorder = _kernel.recorder() if isolation.mode == "netns" and kernel_events else None
-    watching = isinstance(recorder, _kernel.Recorder)
+    live = recorder if isinstance(recorder, _kernel.Recorder) else None
+    watching = live is not None
     r, w = os.pipe()
     parent = os.getpid()
     # fork, or spawn a fresh interpreter if this process has threads (_spawn)
@@ -672,7 +674,7 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
         pass
     records: list[object] = []
     reader = _RecordReader(records)
-    kernel = _KernelWatch(recorder if isinstance(recorder, _kernel.Recorder) else None, pid)
+    kernel = _KernelWatch(live, pid)
     try:
         timed_out = _collect(pid, r, reader, time.monotonic() + timeout, kernel.on_record)
     except BaseException:  # KeyboardInterrupt above all: end the run, then let it through

@@ -78,13 +78,13 @@ def results(run: Observed) -> Table:
 
 def _start(run: Observed) -> int:
     """Time zero of a run's tables: its first packet, else its first event or call."""
-    firsts = [x.time_ns for x in run.packets[:1]] + [e.time_ns for e in run.kernel_events[:1]] + [
-        c.time_ns for c in run.calls[:1]]
-    return run.packets[0].time_ns if run.packets else min(firsts, default=0)
+    if run.packets:
+        return run.packets[0].time_ns
+    return min([e.time_ns for e in run.kernel_events[:1]] + [c.time_ns for c in run.calls[:1]], default=0)
 
 
-def _ms(run: Observed, time_ns: int) -> str:
-    return f"{(time_ns - _start(run)) / 1e6:+.3f} ms"
+def _ms(t0: int, time_ns: int) -> str:
+    return f"{(time_ns - t0) / 1e6:+.3f} ms"
 
 
 def events(run: Observed) -> Table:
@@ -95,8 +95,9 @@ def events(run: Observed) -> Table:
         fix = f". Fix: {run.events_fix}" if run.events_fix else ""
         return Table("kernel events", [], [], empty=f"(none: {why}{fix})", spelling="kernel")
     rows, classes = [], []
+    t0 = _start(run)
     for e in run.kernel_events:
-        rows.append([_ms(run, e.time_ns), _events.whose(run, e) or "–", _events.describe(run, e)])
+        rows.append([_ms(t0, e.time_ns), _events.whose(run, e) or "–", _events.describe(run, e)])
         classes.append("rst" if type(e).__name__ == "ResetSent" else "")
     notes = [f"not recorded on this kernel: {what} ({why})" for what, why in run.events_missing.items()]
     if run.counters:
@@ -118,7 +119,8 @@ def timeline(run: Observed) -> Table:
         entries.append((e.time_ns, 2, [_events.whose(run, e) or "–", f"kernel: {_events.describe(run, e)}"],
                         "rst" if type(e).__name__ == "ResetSent" else ""))
     entries.sort(key=lambda x: (x[0], x[1]))
-    rows = [[_ms(run, t), *cells] for t, _, cells, _ in entries]
+    t0 = _start(run)
+    rows = [[_ms(t0, t), *cells] for t, _, cells, _ in entries]
     notes = [] if run.kernel_events else [f"no kernel events: {run.events_unavailable}"]
     return Table("timeline: calls, packets and the kernel's events", ["time", "who", "what"], rows,
                  [cls for *_, cls in entries], notes, spelling="kernel")
