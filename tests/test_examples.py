@@ -49,23 +49,7 @@ def test_example_runs_as_an_unprivileged_user(path, unprivileged):
         assert "unprivileged" in result.stdout
 
 
-#: Pages that do not yet complete without a namespace and capture: they index the trace or
-#: need a private namespace's sysctls outside a claim. Listed, so that each one that starts
-#: to complete fails this list (strict), and none is counted as passing meanwhile.
-DEGRADED_GAPS = {
-    "02_close/02_shutdown_then_send.py", "02_close/04_detect_fin.py", "03_reset/02_rst_data_loss.py",
-    "04_comments/02_ipv6_getaddrinfo.py", "06_server_closed_on_you/01_keepalive_race.py",
-    "06_server_closed_on_you/02_request_queued_at_close.py", "07_listeners/02_close_listener_with_queue.py",
-    "07_listeners/03_accept_queue_full.py", "08_waiting_sockets/01_close_wait_leak.py",
-    "08_waiting_sockets/02_time_wait_restart.py", "08_waiting_sockets/03_ephemeral_ports_exhausted.py",
-    "09_broken_pipes/02_client_hangs_up.py",
-}
-DEGRADED = [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="reads packets or sysctls outside its "
-                                                                         "claims without a namespace (known gap)"))
-            if i in DEGRADED_GAPS else p for p, i in zip(EXAMPLES, IDS, strict=True)]
-
-
-@pytest.mark.parametrize("path", DEGRADED, ids=IDS)
+@pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
 def test_example_observes_what_it_can_as_an_unprivileged_user_with_unshare_refused(path, unprivileged):
     """As Docker's default seccomp profile does: no namespace, no capture. The example runs
     to its end, saying what is missing; claims about packets are reported as unchecked,

@@ -50,6 +50,12 @@ def test_lines_read_like_tcpdump():
     assert lines[6].endswith("Flags [R], seq 2, win 512, length 0")
 
 
+def test_a_syns_mss_and_window_scale_are_fields_a_claim_can_name():
+    syn, syn_ack = _trace.dissect(SEED)[:2]
+    assert (syn.mss, syn.wscale) == (65495, 7)
+    assert (syn_ack.mss, syn_ack.wscale) == (None, None)  # it carries no options
+
+
 def test_non_tcp_frames_are_skipped():
     from scapy.layers.inet import UDP
     udp = bytes(Ether() / IP() / UDP(sport=1, dport=2) / b"x")

@@ -235,7 +235,6 @@ def unsent_at_closer(lab):
 
 run_unsent = socklab.run(unsent_at_closer)
 unsent_before = run_unsent.states_at("before the reset")
-carried = sum(p.length for p in run_unsent.packets if p.sport != PORT)
 
 # %%
 # Before the reset: the server's ``Recv-Q`` holds what reached it, the
@@ -247,9 +246,13 @@ socklab.show(run_unsent.states())
 # ``ECONNRESET``. The client's unsent bytes are gone: no packet ever carried
 # them.
 socklab.show(run_unsent.results())
-print(f"the client's packets carried {carried} bytes, the server had {unsent_before['server'].recv_q} "
-      f"unread, and read {run_unsent.value('bytes read before the reset')}; "
+print(f"the server had {unsent_before['server'].recv_q} bytes unread, and read "
+      f"{run_unsent.value('bytes read before the reset')}; "
       f"{unsent_before['client'].send_q} bytes were still in the client's Send-Q")
+with run_unsent.claim("the client's packets carried the bytes the server had received"):
+    carried = sum(p.length for f, p in zip(run_unsent.flow(), run_unsent.packets, strict=True) if "client" in f)
+    print(f"the client's packets carried {carried} bytes")
+    assert unsent_before["server"].recv_q == carried, f"it had {unsent_before['server'].recv_q}"
 
 # %%
 # The trace: the data packets, the server's ``[.]`` with ``win 0`` (its
@@ -324,10 +327,12 @@ run_closer.expect(
 
 def only_one_side_sends_data(run, sender):
     """The handshake, data from `sender` alone (each ACKed whenever the kernel chose), the reset last."""
-    flow = run.flow()
-    data = [p for p in run.packets[3:-1] if p.length]
-    assert flow[:3] == HANDSHAKE and flow[-1] == "client [R.]" and data, flow
-    assert all(f"{sender} [P.]" == f for f, p in zip(flow[3:-1], run.packets[3:-1], strict=True) if p.length), flow
+    with run.claim(f"the handshake, data from the {sender} alone, the reset last"):
+        flow = run.flow()
+        data = [p for p in run.packets[3:-1] if p.length]
+        assert flow[:3] == HANDSHAKE and flow[-1] == "client [R.]" and data, flow
+        assert all(f"{sender} [P.]" == f for f, p in zip(flow[3:-1], run.packets[3:-1], strict=True)
+                   if p.length), flow
 
 
 only_one_side_sends_data(run_unsent, "client")
@@ -339,10 +344,10 @@ run_unsent.expect(
     },
     values={"bytes read before the reset": unsent_before["server"].recv_q},
 )
-assert unsent_before["client"].send_q > 0 and unsent_before["server"].recv_q == carried, (
-    "the page says the client still held unsent bytes and the server had received all that was carried")
-assert run_unsent.packets[-1].seq == 1 + carried and run_unsent.packets[-2].win == 0, (
-    "the page says the reset follows the last byte sent, after the server's zero window")
+assert unsent_before["client"].send_q > 0, "the page says the client still held unsent bytes"
+with run_unsent.claim("the reset follows the last byte sent, after the server's zero window"):
+    carried = sum(p.length for f, p in zip(run_unsent.flow(), run_unsent.packets, strict=True) if "client" in f)
+    assert run_unsent.packets[-1].seq == 1 + carried and run_unsent.packets[-2].win == 0
 assert run_unsent.calls[-1].errno == "ECONNRESET", "the page says the server's last recv() reports the reset"
 run_receiver.expect(
     calls={"server: send": "ECONNRESET"},
@@ -350,7 +355,10 @@ run_receiver.expect(
             "after the reset": GONE},
 )
 assert receiver_before["server"].send_q > 0, "the page says the server had bytes queued to send"
-assert receiver_before["client"].recv_q == sum(p.length for p in run_receiver.packets if p.sport == PORT)
+with run_receiver.claim("the client had received every byte the server's packets carried"):
+    flow = run_receiver.flow()
+    assert receiver_before["client"].recv_q == sum(p.length for f, p in zip(flow, run_receiver.packets, strict=True)
+                                                   if "server" in f)
 # For the site's "what happens when" matrix: the reset, then the server's
 # first recv(). (Not the second run: there the server's recv() came before its
 # send(), an order the matrix's columns cannot show.)

@@ -99,7 +99,9 @@ socklab.show(run.results())
 # long that ACK took in this run (the kernel may delay an ACK by some 40 ms;
 # the scenario waits for it).
 socklab.show(run.trace())
-print(f"the server's ACK of request #2 left {(run.packets[8].time_ns - run.packets[7].time_ns) / 1e6:.1f} ms after it")
+with run.claim("the line under the trace: how long the server's ACK of request #2 took"):
+    request, ack = run.packets[7], run.packets[8]
+    print(f"the server's ACK of request #2 left {(ack.time_ns - request.time_ns) / 1e6:.1f} ms after it")
 
 # %%
 # The ladder: the second request and its ACK, then the red ``RST-ACK``

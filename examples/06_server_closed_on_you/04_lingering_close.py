@@ -164,7 +164,8 @@ run.expect(
         "after close on server": {"server": "TIME_WAIT", "client": None},
     },
 )
-assert "R" not in "".join(p.flags for p in run.packets), "the page says no reset is sent"
+with run.claim("no reset is sent"):
+    assert "R" not in "".join(p.flags for p in run.packets)
 socklab.show(run.about())
 
 # %%

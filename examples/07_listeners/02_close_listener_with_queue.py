@@ -155,8 +155,9 @@ run.expect(
     flow=TWO_CLIENTS_QUEUED + ["server [R.]", "server [R.]"],
     states={"two connections queued": QUEUED,
             "after the listener's close": {"client A": None, "client B": None, "listener": None}},
-    packets={10: {"dport": run.packets[0].sport}, 11: {"dport": run.packets[5].sport}},  # A first, then B
 )
+with run.claim("the listener's close resets client A first, then client B"):
+    assert [p.dport for p in run.packets[10:]] == [run.packets[0].sport, run.packets[5].sport]
 run_drained.expect(
     calls={"client A: recv response": RESPONSE, "client A: recv again": b"",
            "client B: recv response": RESPONSE, "client B: recv again": b""},
@@ -164,8 +165,9 @@ run_drained.expect(
     states={"two connections queued": QUEUED,
             "after the listener's close": {"listener": None, "client A": "ESTAB", "client B": "ESTAB"}},
 )
-assert run_drained.flow()[:10] == TWO_CLIENTS_QUEUED, run_drained.flow()
-assert "R" not in "".join(p.flags for p in run_drained.packets), "the page says nothing is reset"
+with run_drained.claim("both clients queued, then served: nothing is reset"):
+    assert run_drained.flow()[:10] == TWO_CLIENTS_QUEUED, run_drained.flow()
+    assert "R" not in "".join(p.flags for p in run_drained.packets)
 run.summarize(closer="listener: close() listener", recv="client A: recv response")
 socklab.show(run.about())
 

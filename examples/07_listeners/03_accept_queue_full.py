@@ -145,7 +145,12 @@ def queue_stays_full(lab):
 run_full = socklab.run(queue_stays_full)
 gave_up = run_full.call("second client: connect(), TCP_SYNCNT 1")
 gave_up_after = (gave_up.time_ns - gave_up.start_ns) / 1e9
-second_syns = [p for p in run_full.packets if p.flags == "S" and p.sport != run_full.packets[0].sport]
+
+
+def second_client_syns(run):
+    """The SYNs of the second client: every SYN but the first client's, the first packet."""
+    return [p for p in run.packets if p.flags == "S" and p.sport != run.packets[0].sport]
+
 
 # %%
 # ``connect()`` fails with ``ETIMEDOUT`` after 3 seconds. But the trace
@@ -158,8 +163,11 @@ second_syns = [p for p in run_full.packets if p.flags == "S" and p.sport != run_
 # 1 + 2 = 3 seconds here, which leaves room for two. The line under the
 # trace puts this run beside that rule, computed by ``syn_schedule`` below.
 socklab.show(run_full.results(), run_full.trace())
-print(f"connect() gave up after {gave_up_after:.3f} s; the second client's SYNs left at",
-      [round((p.time_ns - second_syns[0].time_ns) / 1e9, 2) for p in second_syns], "s")
+print(f"connect() gave up after {gave_up_after:.3f} s")
+with run_full.claim("the line under the trace: when the second client's SYNs left"):
+    second_syns = second_client_syns(run_full)
+    print("the second client's SYNs left at",
+          [round((p.time_ns - second_syns[0].time_ns) / 1e9, 2) for p in second_syns], "s")
 
 
 def syn_schedule(retries, linear_timeouts):
@@ -203,7 +211,8 @@ print(f"tcp_syn_retries 6, tcp_syn_linear_timeouts 4: SYNs at {DEFAULT_SENT} s, 
 # kernel answers none of the second client's SYNs.
 HANDSHAKE_DROP_RETRY = ["first client [S]", "server [S.]", "first client [.]",
                         "second client [S]", "second client [S]", "server [S.]", "second client [.]"]
-assert run.flow()[:7] == HANDSHAKE_DROP_RETRY, f"the page says the SYN is dropped, then retried: {run.flow()}"
+with run.claim("the SYN is dropped, then retried"):
+    assert run.flow()[:7] == HANDSHAKE_DROP_RETRY, run.flow()
 run.expect(
     calls={"second client: connect()": "EINPROGRESS", "second client: poll(POLLOUT)": "POLLOUT",
            "second client: getsockopt(SO_ERROR)": 0},
@@ -220,21 +229,23 @@ run.expect(
 )
 assert all(row.state.machine is not socklab.State.SYN_RECV for row in run.snapshot("second SYN dropped").rows), (
     "the page says the server's kernel kept no record of the dropped SYN")
-assert run.packets[4].time_ns - run.packets[3].time_ns >= 0.99e9, "the page says one second passes"
+with run.claim("one second passes between the SYN and its retransmission"):
+    assert run.packets[4].time_ns - run.packets[3].time_ns >= 0.99e9
 assert 0.99 <= waited < 2, "the page says the second client waited one retransmission timeout"
 run_full.expect(
     calls={"second client: connect(), TCP_SYNCNT 1": "ETIMEDOUT"},
     values={"tcp_syn_retries": 6, "tcp_syn_linear_timeouts": 4},
     states={"after connect": {"second client": None, "listener": {"state": "LISTEN", "recv_q": 1}}},
 )
-assert len(second_syns) == 3, f"the page says three SYNs, one second apart: {len(second_syns)}"
-assert all(0.99e9 <= b.time_ns - a.time_ns < 1.9e9 for a, b in zip(second_syns, second_syns[1:], strict=False)), (
-    "the page says the SYNs left one second apart")
+with run_full.claim("the second client sent three SYNs, one second apart"):
+    second_syns = second_client_syns(run_full)
+    assert len(second_syns) == 3, f"{len(second_syns)} SYNs"
+    assert all(0.99e9 <= b.time_ns - a.time_ns < 1.9e9 for a, b in zip(second_syns, second_syns[1:], strict=False))
 assert 2.99 <= gave_up_after < 4.9, "the page says connect() gave up after 3 seconds"
 assert syn_schedule(1, 4) == ([0, 1, 2], 3), "the rule gives what the shortened run did"
 assert (len(DEFAULT_SENT) - 1, DEFAULT_SENT[-1], DEFAULT_GIVES_UP) == (10, 67, 131), "the default the page states"
-assert not any(p.dport == second_syns[0].sport for p in run_full.packets), (
-    "the page says the server's kernel never answered the second client")
+with run_full.claim("the server's kernel never answered the second client"):
+    assert not any(p.dport == second_client_syns(run_full)[0].sport for p in run_full.packets)
 socklab.show(run.about())
 
 # %%

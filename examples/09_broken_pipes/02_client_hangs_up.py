@@ -155,13 +155,14 @@ unread.expect(
     states={"the client's window shut": {"client": "ESTABLISHED", "server": "ESTABLISHED"},
             "after the client's close": GONE},
 )
-flow = unread.flow()
-data = [p for p in unread.packets if p.length]
-assert flow[:3] == HANDSHAKE and flow[-1] == "client [R.]" and flow[-2] == "client [.]", flow
-assert unread.packets[-2].win == 0 and all(p.sport == PORT for p in data), (
-    "the page says: the server's data, the client's zero window, then the client's reset")
-assert before_reset["client"].recv_q == sum(p.length for p in data) > 0 and before_reset["server"].send_q > 0, (
-    "the page says the client's Recv-Q held what reached it, and the server still had bytes to send")
+with unread.claim("the server's data, the client's zero window, then the client's reset"):
+    flow = unread.flow()
+    senders = [f.split()[0] for f, p in zip(flow, unread.packets, strict=True) if p.length]
+    assert flow[:3] == HANDSHAKE and flow[-1] == "client [R.]" and flow[-2] == "client [.]", flow
+    assert unread.packets[-2].win == 0 and set(senders) == {"server"}, senders
+with unread.claim("the client's Recv-Q held what reached it"):
+    assert before_reset["client"].recv_q == sum(p.length for p in unread.packets if p.length) > 0
+assert before_reset["server"].send_q > 0, "the page says the server still had bytes to send"
 assert unread.value(ACCEPTED) == (
     before_reset["client"].recv_q + before_reset["server"].send_q), (
     "the page says the accepted bytes are in the client's Recv-Q or the server's Send-Q")
@@ -172,8 +173,8 @@ read.expect(
     states={"after the client's close": {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 1)},
             "after the reset": GONE},
 )
-assert read.packets[-1].time_ns - read.packets[-2].time_ns < 1_000_000, (
-    "the page says on loopback the reset comes back within a millisecond of the data")
+with read.claim("on loopback the reset comes back within a millisecond of the data"):
+    assert read.packets[-1].time_ns - read.packets[-2].time_ns < 1_000_000
 unread.summarize(closer="client: close(), data unread",
                  sends=["server: send #1 after the reset", "server: send #2 after the reset"])
 read.summarize(closer="client: close(), all read", sends=["server: send #2", "server: send #3"])

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _events, _roles
+from . import _degraded, _events, _roles
 from ._netns import FIX_CAPTURE
 from ._observed import Observed
 from ._states import SocketRow
@@ -42,6 +42,14 @@ def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: M
     """(broken, unchecked): the claims the kernel contradicts, and those it could not be asked."""
     broken: list[str] = []
     unchecked: list[str] = []
+    calls, values, states, unreached = _degraded.reached(run, calls, values, states)
+    unchecked += unreached
+    if _degraded.stopped_at(run.records):  # what the whole run did: it did not do it all
+        why = f"the run stopped early: {_degraded.stopped_at(run.records)}"
+        unchecked += [f"{what} ({why})" for what, claimed in (
+            ("the packet flow", flow), ("the packets", packets), ("the resets", resets),
+            ("the transitions", transitions), ("the counters", counters)) if claimed is not None]
+        flow = packets = resets = transitions = counters = None
     if (resets is not None or transitions) and not run.kernel_events:
         why = f"no kernel events ({run.events_unavailable}); fix: {run.events_fix or 'run as root'}"
         if resets is not None:
@@ -97,7 +105,7 @@ def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: M
     for label, wanted in (states or {}).items():
         table = _roles.table(run, label)
         for role, want in wanted.items():
-            broken += _check_state(label, role, want, table.get(role))
+            broken += _check_state(label, role, want, table.get(role), run.port_map)
     for index, fields in (packets or {}).items():
         if index >= len(run.packets):
             broken.append(f"packet {index}: the page describes it, the trace has {len(run.packets)} packets")
@@ -141,7 +149,8 @@ def report(run: Observed, broken: list[str], unchecked: list[str]) -> None:
                          f"{run.kernel}:\n- " + "\n- ".join(broken))
 
 
-def _check_state(label: str, role: str, want: object, row: SocketRow | None) -> list[str]:
+def _check_state(label: str, role: str, want: object, row: SocketRow | None,
+                 port_map: Mapping[int, int] | None = None) -> list[str]:
     where = f"state of {role} at {label!r}"
     if want is None:
         return [] if row is None else [f"{where}: the page says gone, the kernel shows {row.state.ss}"]
@@ -166,6 +175,15 @@ def _check_state(label: str, role: str, want: object, row: SocketRow | None) -> 
         got = row.timer_kind if field == "timer" else getattr(row, field)
         if isinstance(got, Endpoint) and isinstance(expected, str):
             got = str(got)  # an endpoint may be claimed as printed: "127.0.0.1:4321"
+            expected = _as_used(expected, port_map or {})
         if expected != got:
             problems.append(f"{where}: the page says {field} {expected}, the kernel shows {got}")
     return problems
+
+
+def _as_used(endpoint: str, port_map: Mapping[int, int]) -> str:
+    """An endpoint the page names (``"127.0.0.1:4321"``) with the port this run used for the page's."""
+    address, sep, port = endpoint.rpartition(":")
+    if sep and port.isdigit() and int(port) in port_map:
+        return f"{address}:{port_map[int(port)]}"
+    return endpoint

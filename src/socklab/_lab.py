@@ -55,7 +55,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import _capture, _counters, _kernel, _netns, _ports, _records, _spawn, _states, _trace
+from . import _capture, _counters, _degraded, _kernel, _netns, _ports, _records, _spawn, _states, _trace
 from ._records import Call, Calling, Exited, Failed, Finished, Frames, Named, Note, Snapshot, Started, Value
 from ._run import Run
 from ._vocab import Endpoint, State, short_repr
@@ -230,6 +230,14 @@ class Lab:
     def note(self, text: str) -> None:
         """Add a line of explanation to the run's output."""
         self._emit(Note(text))
+
+    def sysctl(self, name: str, value: object = None, *, required: bool = True) -> str:
+        """Read, and with `value` write, a setting of the run's own network namespace
+        (``lab.sysctl("net.ipv4.tcp_fin_timeout", 1)``); return its value now. Records it as
+        the value `name` (and ``"<name> before"``). Never writes the host's: without a private
+        namespace, the scenario stops here when it needs the setting (`required`), or goes
+        on with the host's; either way the run says so and claims about it are unchecked."""
+        return _degraded.sysctl(self, name, value, required=required)
 
     # -- waiting -------------------------------------------------------------
     def wait_state(self, sock: socket.socket | tuple[str, str], state: str | State | None,
@@ -524,7 +532,10 @@ def _scenario_process(scenario: Callable[[Lab], Any], isolation: _netns.Isolatio
         ports.install()
         counters = _counters.read_counters() if isolation.private else None  # the namespace's own
         try:
-            scenario(lab)
+            try:
+                scenario(lab)
+            except _degraded.NotHere as e:  # this machine cannot do what comes next: the run ends here
+                send(_degraded.stop_record(e))
             lab.finish()
             if counters is not None:
                 changed = _counters.changed(counters, _counters.read_counters())

@@ -11,10 +11,11 @@ has no import cycle.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _claims, _events, _ladder, _roles, _views
+from . import _claims, _degraded, _events, _ladder, _roles, _trace, _views
 from ._observed import Observed
 from ._records import Call
 from ._render import Group, Lines, Table
@@ -31,8 +32,13 @@ class Run(Observed):
 
     def __init__(self, name: str, records: list[object]) -> None:
         super().__init__(name, records)
-        #: Claims that this machine could not check (see ``expect``).
+        #: Claims that this machine could not check (see ``expect`` and ``claim``).
         self.unchecked: list[str] = []
+        #: Why the scenario stopped before its end ("" when it ran to its end): this machine
+        #: could not do what came next (``Lab.sysctl`` without a private namespace).
+        self.stopped: str = _degraded.stopped_at(records)
+        if not self.isolation.capture:  # who is who comes from the tables then, also inside ``claim``
+            _ = self.server_ports
 
     # -- who is who --------------------------------------------------------------
     def role(self, row: SocketRow) -> str:
@@ -152,6 +158,26 @@ class Run(Observed):
         self.unchecked += [u for u in unchecked if u not in self.unchecked]
         _claims.report(self, broken, unchecked)
         return self
+
+    def claim(self, text: str) -> contextlib.AbstractContextManager[None]:
+        """Check the claim `text` with plain code: ``with run.claim("no reset is sent"): assert ...``.
+
+        A failed assertion in the block raises ``ClaimError`` naming `text`. What this machine
+        could not observe makes the claim unchecked, as in ``expect``: inside the block, the
+        packets of a run without capture (``packets``, ``flow()``) raise instead of being
+        empty, and so do a snapshot, call or value a stopped run never reached.
+        """
+        return _degraded.claim(self, text)
+
+    @property  # type: ignore[override]
+    def packets(self) -> list[_trace.Packet]:
+        """The scenario's TCP packets, in order (see ``Observed.packets``); inside ``claim``,
+        a run without capture has none to show, and says so."""
+        return _degraded.packets(self, Observed.packets.__get__(self, type(self)))  # type: ignore[attr-defined]
+
+    def value(self, name: str) -> Any:
+        """A value the scenario recorded with ``lab.record(name, value)``."""
+        return _degraded.value(self, super().value(name))
 
     def summarize(self, *, closer: str, sends: Sequence[str] = (), recv: str | None = None) -> Run:
         """Say which recorded calls are which, for the site's "what happens when" matrix.

@@ -57,6 +57,23 @@ class Packet:
     def dport(self) -> int:
         return self.destination.port or 0
 
+    @property
+    def mss(self) -> int | None:
+        """The MSS option's value (a SYN's), None without one."""
+        return self._option("mss")
+
+    @property
+    def wscale(self) -> int | None:
+        """The window scale option's value (a SYN's), None without one."""
+        return self._option("wscale")
+
+    def _option(self, name: str) -> int | None:
+        for option in self.options.split(","):
+            key, _, value = option.partition(" ")
+            if key == name and value.isdigit():
+                return int(value)
+        return None
+
     def line(self, t0_ns: int) -> str:
         """The tcpdump-style line, time relative to `t0_ns`."""
         return (f"{(self.time_ns - t0_ns) / 1e9:9.6f} {self.ip} {tcpdump_address(self.source)} > "
