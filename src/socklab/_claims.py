@@ -17,9 +17,10 @@ printed in its provenance table, and written to stderr so a build log shows it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from . import _degraded, _events, _roles
@@ -122,6 +123,30 @@ def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: M
         broken.append(f"the page says the process is killed by {killed_by}; it was "
                       f"{'killed by ' + run.killed_by if run.killed_by else 'not killed'}")
     return broken, unchecked
+
+
+@contextlib.contextmanager
+def claim(run: Observed, text: str, unchecked: list[str]) -> Iterator[None]:
+    """Check the claim `text` with the plain code in the block (``Run.claim``): a failed
+    assertion is a ``ClaimError`` naming it; what the run did not observe (``_degraded``)
+    makes it unchecked, added to `unchecked` and announced on stderr."""
+    try:
+        with _degraded.claim_block():
+            yield
+    except _degraded.Unobserved as e:
+        missing = f"{text} ({e})"
+    except KeyError as e:  # a snapshot, call or value: a stopped run never reached it
+        stopped = _degraded.stopped_at(run.records)
+        if not stopped:
+            raise
+        missing = f"{text} (the run stopped before it: {stopped}; {e.args[0] if e.args else e})"
+    except AssertionError as e:
+        raise ClaimError(f"a claim of scenario {run.name!r} broke on Linux {run.kernel}: {text}: {e}") from None
+    else:
+        return
+    if missing not in unchecked:
+        unchecked.append(missing)
+    report(run, [], [missing])
 
 
 def _check_resets(run: Observed, claimed: Sequence[tuple[str, str]]) -> list[str]:

@@ -15,8 +15,8 @@ without an ``if`` of its own:
   the scenario cannot do without (``required``, the default) stops the
   scenario there: ``NotHere`` is raised in the scenario, its process records
   ``Stopped`` and ends the run normally, with everything it saw up to then.
-* ``claim`` (``Run.claim``) wraps a claim a page checks with plain code
-  (``assert``). Inside it, the packets of a run without capture are not an
+* ``Run.claim`` (``_claims.claim``) wraps a claim a page checks with plain code
+  (``assert``). Inside it (``claiming``), the packets of a run without capture are not an
   empty list (on which ``assert not any(...)`` would pass) but ``Unobserved``;
   so is a snapshot, call or value a stopped run never reached, and a
   ``NotSet`` value. ``Unobserved`` makes the claim unchecked; a failed
@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -116,6 +115,16 @@ def claiming() -> bool:
     return _claiming.get() > 0
 
 
+@contextlib.contextmanager
+def claim_block() -> Iterator[None]:
+    """The body of a ``Run.claim`` block: what the run did not observe raises ``Unobserved``."""
+    token = _claiming.set(_claiming.get() + 1)
+    try:
+        yield
+    finally:
+        _claiming.reset(token)
+
+
 def packets(run: Any, packets: list) -> list:
     """`packets`, or ``Unobserved`` inside a claim when the run captured none."""
     if claiming() and not run.isolation.capture:
@@ -129,36 +138,6 @@ def value(run: Any, value: object) -> Any:
     if claiming() and isinstance(value, NotSet):
         raise Unobserved(f"in run {run.name!r}: {value.reason}")
     return value
-
-
-@contextlib.contextmanager
-def claim(run: Any, text: str) -> Iterator[None]:
-    """Check the claim `text` with the plain code in the block (see the module's docstring)."""
-    from ._claims import ClaimError  # (not at the top: _claims imports this module)
-
-    token = _claiming.set(_claiming.get() + 1)
-    try:
-        yield
-    except Unobserved as e:
-        unchecked(run, [f"{text} ({e})"])
-    except KeyError as e:
-        if not stopped_at(run.records):
-            raise
-        unchecked(run, [f"{text} (the run stopped before it: {stopped_at(run.records)}; "
-                        f"{e.args[0] if e.args else e})"])
-    except AssertionError as e:
-        raise ClaimError(f"a claim of scenario {run.name!r} broke on Linux {run.kernel}: {text}: {e}") from None
-    finally:
-        _claiming.reset(token)
-
-
-def unchecked(run: Any, claims: list[str]) -> None:
-    """Keep `claims` on the run as unchecked, and say so on stderr (a build log shows it)."""
-    if not claims:
-        return
-    run.unchecked += [c for c in claims if c not in run.unchecked]
-    print(f"socklab: {len(claims)} claim(s) of scenario {run.name!r} UNCHECKED on this machine:\n- "
-          + "\n- ".join(claims), file=sys.stderr)
 
 
 def reached(run: Any, calls: Mapping[str, object] | None, values: Mapping[str, object] | None,

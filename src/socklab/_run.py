@@ -167,7 +167,7 @@ class Run(Observed):
         packets of a run without capture (``packets``, ``flow()``) raise instead of being
         empty, and so do a snapshot, call or value a stopped run never reached.
         """
-        return _degraded.claim(self, text)
+        return _claims.claim(self, text, self.unchecked)
 
     @property  # type: ignore[override]
     def packets(self) -> list[_trace.Packet]:
@@ -176,7 +176,8 @@ class Run(Observed):
         return _degraded.packets(self, Observed.packets.__get__(self, type(self)))  # type: ignore[attr-defined]
 
     def value(self, name: str) -> Any:
-        """A value the scenario recorded with ``lab.record(name, value)``."""
+        """A value the scenario recorded with ``lab.record(name, value)``; inside ``claim``, a
+        setting this run could not make (``lab.sysctl`` without a private namespace) is unobserved."""
         return _degraded.value(self, super().value(name))
 
     def summarize(self, *, closer: str, sends: Sequence[str] = (), recv: str | None = None) -> Run:
