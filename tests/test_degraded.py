@@ -153,3 +153,17 @@ def test_a_setting_of_the_runs_own_namespace_is_written_and_recorded():
     run.expect(values={f"{FIN_TIMEOUT} before": "60", FIN_TIMEOUT: "8", "net.ipv4.tcp_tw_reuse": "2"})
     assert run.unchecked == [] and run.stopped == ""
     assert os.path.exists("/proc/sys/net/ipv4/tcp_fin_timeout")
+
+
+def test_a_claim_on_the_whole_socket_table_is_unchecked_where_the_host_shares_it():
+    """netstat on the host shows every program's sockets on the page's port: there, neither a
+    row too many nor the right rows is the run's to claim."""
+    host = uncaptured_run()  # mode "none": the host's namespace
+    for rows in (["the run's own"], ["the run's own", "another program's"]):
+        with host.claim("netstat shows one row", private=True):
+            assert len(rows) == 1, rows
+    assert len(host.unchecked) == 2 and all("own network namespace" in u for u in host.unchecked)
+    isolated = seed_run(SEED)
+    with pytest.raises(socklab.ClaimError, match="netstat shows one row"), isolated.claim("netstat shows one row",
+                                                                                           private=True):
+        assert len(["the run's own", "another program's"]) == 1

@@ -318,6 +318,14 @@ socklab.show(run.about())
 #
 # * ``TCP_ABORT_ON_CLOSE``: ``close()`` found unread data in the receive queue
 #   and aborted the connection (RFC 9293 3.6.1).
+#
+# The table below is the kernel's own account of the first of these runs:
+# every state change of its sockets (the brief ones too); every reset sent,
+# with the kernel's reason and the state of the socket that sent it where one
+# did, and every reset taken; any segment the kernel dropped; and the TCP
+# counters of the run's namespace that moved. Recorded as root only, like the
+# reasons.
+socklab.show(client_newest.events())
 client_newest.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
 closed.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
 

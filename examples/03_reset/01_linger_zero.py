@@ -206,6 +206,14 @@ socklab.show(run.about())
 # * ``TCP_STATE``: the connection was aborted by the socket's own state change
 #   (``close()`` with ``SO_LINGER {1, 0}``, or a listener closing with
 #   connections in its queue), not by unread data.
+#
+# The table below is the kernel's own account of the first of these runs:
+# every state change of its sockets (the brief ones too); every reset sent,
+# with the kernel's reason and the state of the socket that sent it where one
+# did, and every reset taken; any segment the kernel dropped; and the TCP
+# counters of the run's namespace that moved. Recorded as root only, like the
+# reasons.
+socklab.show(run.events())
 run.expect(resets=[('client', 'TCP_STATE')])
 run_recv.expect(resets=[('client', 'TCP_STATE')])
 

@@ -388,6 +388,14 @@ socklab.show(run.about())
 #
 # * ``TCP_ABORT_ON_CLOSE``: ``close()`` found unread data in the receive queue
 #   and aborted the connection (RFC 9293 3.6.1).
+#
+# The table below is the kernel's own account of the first of these runs:
+# every state change of its sockets (the brief ones too); every reset sent,
+# with the kernel's reason and the state of the socket that sent it where one
+# did, and every reset taken; any segment the kernel dropped; and the TCP
+# counters of the run's namespace that moved. Recorded as root only, like the
+# reasons.
+socklab.show(run.events())
 run.expect(resets=[('client', 'TCP_STATE')])
 run_closer.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
 run_unsent.expect(resets=[('client', 'TCP_STATE')])

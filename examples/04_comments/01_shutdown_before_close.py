@@ -293,6 +293,14 @@ socklab.show(run_shutdown.about())
 #
 # * ``TCP_ABORT_ON_DATA``: data arrived for a socket whose receiving side was
 #   closed.
+#
+# The table below is the kernel's own account of the first of these runs:
+# every state change of its sockets (the brief ones too); every reset sent,
+# with the kernel's reason and the state of the socket that sent it where one
+# did, and every reset taken; any segment the kernel dropped; and the TCP
+# counters of the run's namespace that moved. Recorded as root only, like the
+# reasons.
+socklab.show(run_close.events())
 run_close.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
 run_shutdown.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
 run_no_close.expect(resets=[('client', 'TCP_ABORT_ON_DATA')])

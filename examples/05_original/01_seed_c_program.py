@@ -223,8 +223,11 @@ if runs:
 
     close.expect(values={"perror": []}, flow=seed_flow(close, ["server [P.]"], ["client [R]"]))
     after_close = close.value("netstat")["after close on client"]
-    assert close.value("netstat")["before close on client"] == BEFORE, close.value("netstat")
-    assert ("CLOSE_WAIT", 1, 0) in after_close and close.value("netstat")["after send on server"] == [], after_close
+    # netstat prints every socket of the machine on port 4321: only the run's own namespace has no others
+    with close.claim("netstat: two ESTABLISHED rows, then the server's CLOSE_WAIT with Recv-Q 1, then none",
+                     private=True):
+        assert close.value("netstat")["before close on client"] == BEFORE, close.value("netstat")
+        assert ("CLOSE_WAIT", 1, 0) in after_close and close.value("netstat")["after send on server"] == []
     socklab.show(close.trace())
 
 # %%
@@ -259,8 +262,9 @@ if runs:
     for _ in range(20):
         rows = socklab.run(lambda lab: until_end_of_test(lab, again), name="seed_close_again").value("after close")
         client = [r for r in rows if r[0] != "CLOSE_WAIT"]
-        assert len(client) == 1 and client[0] in client_rows.values(), f"an unexpected client row: {rows}"
-        seen[client[0][0]] += 1
+        with close.claim("each of the 20 runs shows one client row, FIN_WAIT1 or FIN_WAIT2", private=True):
+            assert len(client) == 1 and client[0] in client_rows.values(), f"an unexpected client row: {rows}"
+            seen[client[0][0]] += 1
     shutil.rmtree(workdir)
     print(f"this build's run: {[r for r in after_close if r[0] != 'CLOSE_WAIT'][0][0]}; "
           f"20 more runs: FIN_WAIT1 {seen['FIN_WAIT1']} times, FIN_WAIT2 {seen['FIN_WAIT2']} times")
@@ -289,9 +293,10 @@ if runs:
     shut = runs["shutdown"]
     print(shut.value("output"))
     shut_rows = shut.value("netstat")
-    assert shut_rows["before close on client"] == BEFORE, shut_rows
-    assert ("CLOSE_WAIT", 1, 0) in shut_rows["after close on client"], shut_rows
-    assert shut_rows["after send on server"] == [("CLOSE_WAIT", 1, 0), ("FIN_WAIT2", 1, 0)], shut_rows
+    with shut.claim("netstat: two ESTABLISHED rows, then CLOSE_WAIT, then both with Recv-Q 1", private=True):
+        assert shut_rows["before close on client"] == BEFORE, shut_rows
+        assert ("CLOSE_WAIT", 1, 0) in shut_rows["after close on client"], shut_rows
+        assert shut_rows["after send on server"] == [("CLOSE_WAIT", 1, 0), ("FIN_WAIT2", 1, 0)], shut_rows
     shut.expect(
         values={"perror": []},
         flow=seed_flow(shut, ["server [P.]"], ["client [.]", "server [F.]", "client [.]"]),
@@ -332,10 +337,12 @@ if runs:
     linger = runs["linger"]
     print(linger.value("output"))
     linger.expect(
-        values={"netstat": {"before close on client": BEFORE, "after close on client": [], "after send on server": []},
-                "perror": ["send: Connection reset by peer"]},
+        values={"perror": ["send: Connection reset by peer"]},
         flow=["client [S]", "server [S.]", "client [.]", "client [R.]"],
     )
+    with linger.claim("netstat: two ESTABLISHED rows before the close, none after it", private=True):
+        assert linger.value("netstat") == {
+            "before close on client": BEFORE, "after close on client": [], "after send on server": []}
     socklab.show(linger.trace())
 
 # %%

@@ -241,6 +241,13 @@ socklab.show(run.about())
 #
 # * ``TCP_TIMEWAIT_SOCKET``: a socket its program had closed, kept by the
 #   kernel as a small timewait socket, answered data nobody would read.
+#
+# The table below is the kernel's own account of this page's run: every state
+# change of its sockets (the brief ones too); every reset sent, with the
+# kernel's reason and the state of the socket that sent it where one did, and
+# every reset taken; any segment the kernel dropped; and the TCP counters of
+# the run's namespace that moved. Recorded as root only, like the reasons.
+socklab.show(run.events())
 run.expect(resets=[('server', 'TCP_TIMEWAIT_SOCKET')])
 
 # %%

@@ -120,6 +120,14 @@ socklab.show(run.about())
 # are reported as unchecked.
 #
 # * ``NO_SOCKET``: a segment arrived for which no socket existed.
+#
+# The table below is the kernel's own account of the first of these runs:
+# every state change of its sockets (the brief ones too); every reset sent,
+# with the kernel's reason and the state of the socket that sent it where one
+# did, and every reset taken; any segment the kernel dropped; and the TCP
+# counters of the run's namespace that moved. Recorded as root only, like the
+# reasons.
+socklab.show(run.events())
 run.expect(resets=[('no socket', 'NO_SOCKET')])
 run_nonblocking.expect(resets=[('no socket', 'NO_SOCKET')])
 

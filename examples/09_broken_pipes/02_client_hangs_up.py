@@ -193,6 +193,14 @@ socklab.show(unread.about())
 #
 # * ``TCP_TIMEWAIT_SOCKET``: a socket its program had closed, kept by the
 #   kernel as a small timewait socket, answered data nobody would read.
+#
+# The table below is the kernel's own account of the first of these runs:
+# every state change of its sockets (the brief ones too); every reset sent,
+# with the kernel's reason and the state of the socket that sent it where one
+# did, and every reset taken; any segment the kernel dropped; and the TCP
+# counters of the run's namespace that moved. Recorded as root only, like the
+# reasons.
+socklab.show(unread.events())
 unread.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
 read.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
 

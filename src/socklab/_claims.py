@@ -126,13 +126,17 @@ def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: M
 
 
 @contextlib.contextmanager
-def claim(run: Observed, text: str, unchecked: list[str]) -> Iterator[None]:
+def claim(run: Observed, text: str, unchecked: list[str], private: bool = False) -> Iterator[None]:
     """Check the claim `text` with the plain code in the block (``Run.claim``): a failed
     assertion is a ``ClaimError`` naming it; what the run did not observe (``_degraded``)
-    makes it unchecked, added to `unchecked` and announced on stderr."""
+    makes it unchecked, added to `unchecked` and announced on stderr. A `private` claim
+    (about the whole socket table, or a fixed port) is unchecked without a private namespace."""
     try:
         with _degraded.claim_block():
             yield
+        if private and not run.isolation.private:
+            raise _degraded.Unobserved(f"it needs the run's own network namespace: this run shared the host's "
+                                       f"sockets and ports with every other program ({run.isolation.reason})")
     except _degraded.Unobserved as e:
         missing = f"{text} ({e})"
     except KeyError as e:  # a snapshot, call or value: a stopped run never reached it
@@ -141,7 +145,11 @@ def claim(run: Observed, text: str, unchecked: list[str]) -> Iterator[None]:
             raise
         missing = f"{text} (the run stopped before it: {stopped}; {e.args[0] if e.args else e})"
     except AssertionError as e:
-        raise ClaimError(f"a claim of scenario {run.name!r} broke on Linux {run.kernel}: {text}: {e}") from None
+        if private and not run.isolation.private:
+            missing = (f"{text} (it needs the run's own network namespace: this run shared the host's sockets "
+                       f"and ports with every other program ({run.isolation.reason}); here: {e})")
+        else:
+            raise ClaimError(f"a claim of scenario {run.name!r} broke on Linux {run.kernel}: {text}: {e}") from None
     else:
         return
     if missing not in unchecked:

@@ -159,15 +159,17 @@ class Run(Observed):
         _claims.report(self, broken, unchecked)
         return self
 
-    def claim(self, text: str) -> contextlib.AbstractContextManager[None]:
+    def claim(self, text: str, *, private: bool = False) -> contextlib.AbstractContextManager[None]:
         """Check the claim `text` with plain code: ``with run.claim("no reset is sent"): assert ...``.
 
         A failed assertion in the block raises ``ClaimError`` naming `text`. What this machine
         could not observe makes the claim unchecked, as in ``expect``: inside the block, the
         packets of a run without capture (``packets``, ``flow()``) raise instead of being
-        empty, and so do a snapshot, call or value a stopped run never reached.
+        empty, and so do a snapshot, call or value a stopped run never reached. A `private`
+        claim, about what only the run's own namespace shows (the whole socket table, as
+        ``netstat`` prints it; a fixed port), is unchecked where the run shared the host's.
         """
-        return _claims.claim(self, text, self.unchecked)
+        return _claims.claim(self, text, self.unchecked, private)
 
     @property  # type: ignore[override]
     def packets(self) -> list[_trace.Packet]:
