@@ -325,9 +325,9 @@ socklab.show(run.about())
 # did, and every reset taken; any segment the kernel dropped; and the TCP
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
-socklab.show(client_newest.events())
 client_newest.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
 closed.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
+socklab.show(client_newest.events())
 
 # %%
 # .. admonition:: References

@@ -213,9 +213,9 @@ socklab.show(run.about())
 # did, and every reset taken; any segment the kernel dropped; and the TCP
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
-socklab.show(run.events())
 run.expect(resets=[('client', 'TCP_STATE')])
 run_recv.expect(resets=[('client', 'TCP_STATE')])
+socklab.show(run.events())
 
 # %%
 # .. admonition:: References

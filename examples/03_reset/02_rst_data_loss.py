@@ -395,11 +395,11 @@ socklab.show(run.about())
 # did, and every reset taken; any segment the kernel dropped; and the TCP
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
-socklab.show(run.events())
 run.expect(resets=[('client', 'TCP_STATE')])
 run_closer.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
 run_unsent.expect(resets=[('client', 'TCP_STATE')])
 run_receiver.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
+socklab.show(run.events())
 
 # %%
 # .. admonition:: References

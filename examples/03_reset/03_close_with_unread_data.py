@@ -237,9 +237,9 @@ socklab.show(run_unread.about())
 # did, and every reset taken; any segment the kernel dropped; and the TCP
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
-socklab.show(run_unread.events())
 run_unread.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
 run_read.expect(resets=[])
+socklab.show(run_unread.events())
 
 # %%
 # .. admonition:: References

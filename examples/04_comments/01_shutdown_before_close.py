@@ -300,10 +300,10 @@ socklab.show(run_shutdown.about())
 # did, and every reset taken; any segment the kernel dropped; and the TCP
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
-socklab.show(run_close.events())
 run_close.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
 run_shutdown.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
 run_no_close.expect(resets=[('client', 'TCP_ABORT_ON_DATA')])
+socklab.show(run_close.events())
 
 # %%
 # .. admonition:: References

@@ -247,8 +247,8 @@ socklab.show(run.about())
 # kernel's reason and the state of the socket that sent it where one did, and
 # every reset taken; any segment the kernel dropped; and the TCP counters of
 # the run's namespace that moved. Recorded as root only, like the reasons.
-socklab.show(run.events())
 run.expect(resets=[('server', 'TCP_TIMEWAIT_SOCKET')])
+socklab.show(run.events())
 
 # %%
 # .. admonition:: References

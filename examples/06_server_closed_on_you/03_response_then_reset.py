@@ -183,9 +183,9 @@ socklab.show(run.about())
 # did, and every reset taken; any segment the kernel dropped; and the TCP
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
-socklab.show(run.events())
 run.expect(resets=[('server', 'TCP_ABORT_ON_CLOSE')])
 run_writing.expect(resets=[('server', 'TCP_ABORT_ON_CLOSE')])
+socklab.show(run.events())
 
 # %%
 # .. admonition:: References

@@ -127,9 +127,9 @@ socklab.show(run.about())
 # did, and every reset taken; any segment the kernel dropped; and the TCP
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
-socklab.show(run.events())
 run.expect(resets=[('no socket', 'NO_SOCKET')])
 run_nonblocking.expect(resets=[('no socket', 'NO_SOCKET')])
+socklab.show(run.events())
 
 # %%
 # .. admonition:: References

@@ -200,9 +200,9 @@ socklab.show(unread.about())
 # did, and every reset taken; any segment the kernel dropped; and the TCP
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
-socklab.show(unread.events())
 unread.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
 read.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
+socklab.show(unread.events())
 
 # %%
 # .. admonition:: References

@@ -196,9 +196,9 @@ socklab.show(closed.about())
 # did, and every reset taken; any segment the kernel dropped; and the TCP
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
-socklab.show(closed.events())
 closed.expect(resets=[('server', 'TCP_TIMEWAIT_SOCKET')])
 reset.expect(resets=[('server', 'TCP_STATE')])
+socklab.show(closed.events())
 
 # %%
 # .. admonition:: References
