@@ -159,9 +159,9 @@ run.expect(
     },
 )
 assert len(run.states_at("after both closed")) == 3, "the page says only the listener and two TIME-WAITs are left"
-for who in ("client", "server"):
+for who in ("client", "server"):  # (the timer counts down from 60 s: the snapshot may come seconds later, under load)
     row = run.states_at("after both closed")[who]
-    assert 59_000 <= (row.timer_ms or 0) <= 60_000, f"the page says {who}'s TIME-WAIT lasts 60 s: {row.timer}"
+    assert 55_000 <= (row.timer_ms or 0) <= 60_000, f"the page says {who}'s TIME-WAIT lasts 60 s: {row.timer}"
 OLD_SERVER_GONE = {"old server gone": {"listener": None, "server": TIME_WAIT}}
 without.expect(
     calls={"new server: bind(), no SO_REUSEADDR": "EADDRINUSE", "new server: bind(), SO_REUSEADDR": "EADDRINUSE"},
