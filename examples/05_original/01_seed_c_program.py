@@ -25,14 +25,17 @@ differs: the kernel picks it, as it did for the seed.
 # The program
 # -----------
 # The answer's fragments in their order, in one ``main()``. Two ``#if`` blocks
-# select the answer's two variants at compile time; every other line is the
-# seed's. The scenario compiles it once per variant with ``cc`` and runs each
+# select the answer's two variants at compile time, and a third its port
+# (the seed's 4321, unless the run shares the host's ports: then a free one,
+# so that the program never meets another program's socket); every other
+# line is the seed's. The scenario compiles it once per variant with ``cc`` and runs each
 # binary on a pseudo-terminal inside the lab's namespace, where the only
 # sockets and packets are the program's.
 import os
 import pty
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,13 +52,16 @@ SEED_C = r"""
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifndef PORT
+#define PORT 4321
+#endif
 
 int main(void) {
 int a_sock = socket(PF_INET, SOCK_STREAM, 0);
 const int one = 1;
 setsockopt(a_sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 struct sockaddr_in a_sin = {0};
-a_sin.sin_port = htons(4321);
+a_sin.sin_port = htons(PORT);
 a_sin.sin_family = AF_INET;
 a_sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 bind(a_sock, (struct sockaddr *)&a_sin, sizeof(a_sin));
@@ -108,15 +114,26 @@ if MISSING:  # the page still builds, and says loudly what it could not run
           file=sys.stderr)
 
 
+def free_port() -> int:
+    """A port no socket of this machine uses now (the kernel's choice for a bind to port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def compile_variants(workdir: Path) -> dict[str, Path]:
     cc = shutil.which("cc") or shutil.which("gcc")
     assert cc is not None
     source = workdir / "seed.c"
     source.write_text(SEED_C)
+    port = [] if socklab.probe().private else [f"-DPORT={free_port()}"]  # the host's 4321 may be another's
+    if port:
+        print(f"WARNING: no private network namespace here, so the seed's program listens on port "
+              f"{port[0].split('=')[1]}, not 4321, and its netstat shows the whole machine's sockets")
     binaries = {}
     for name, flags in VARIANTS.items():
         binaries[name] = workdir / f"seed_{name}"
-        subprocess.run([cc, "-w", "-o", str(binaries[name]), *flags, str(source)], check=True)
+        subprocess.run([cc, "-w", "-o", str(binaries[name]), *flags, *port, str(source)], check=True)
     return binaries
 
 
