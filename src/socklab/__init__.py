@@ -12,6 +12,7 @@ table, which ``_statediagram`` draws.
 """
 
 from ._claims import ClaimError
+from ._hosts import Host, TwoHosts, Wire, WireUnavailable, sent_by
 from ._lab import Lab, ScenarioError, ScenarioKilled, ScenarioTimeout, poll_names, run
 from ._netns import Isolation, probe
 from ._records import Call, Snapshot, SocketRef
@@ -28,6 +29,7 @@ __all__ = [
     "Call",
     "ClaimError",
     "Endpoint",
+    "Host",
     "Isolation",
     "Lab",
     "Packet",
@@ -41,10 +43,14 @@ __all__ = [
     "State",
     "TRANSITIONS",
     "Transition",
+    "TwoHosts",
+    "Wire",
+    "WireUnavailable",
     "draw_state_diagram",
     "poll_names",
     "probe",
     "run",
+    "sent_by",
     "show",
     "state_path",
 ]

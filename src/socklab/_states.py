@@ -51,6 +51,7 @@ class SocketRow:
     timer: str = ""  #: like ss -o: "timewait,60sec,0" ("" when none)
     inode: int = 0
     timer_ms: int | None = None  #: milliseconds left on the timer (None when there is no timer)
+    host: str = ""  #: the host it lives on, in a two-host run ("" otherwise)
 
     @property
     def local_port(self) -> int | None:
