@@ -736,7 +736,8 @@ def test_a_wire_is_checked_when_it_is_made():
 
 def test_a_one_host_lab_says_how_to_get_two():
     def wants_hosts(lab):
-        lab.server
+        with lab.server:
+            pass
 
     with pytest.raises(socklab.ScenarioError, match="wire=socklab.Wire"):
         socklab.run(wants_hosts)
