@@ -873,7 +873,12 @@ class _KernelWatch:
             return
         if isinstance(record, _NamespaceReady):
             if record.hosts:
-                self.recorder.watch(record.inode, hosts=record.hosts)
+                try:
+                    self.recorder.watch(record.inode, hosts=record.hosts)  # type: ignore[call-arg]
+                except TypeError:  # a recorder of one namespace only
+                    self.error = "this recorder watches one namespace, and two hosts need three"
+                    os.kill(self.supervisor, signal.SIGUSR1)
+                    return
             else:
                 self.recorder.watch(record.inode)
             self.watching = self.watched = True
