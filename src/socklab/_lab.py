@@ -877,6 +877,7 @@ class _KernelWatch:
                     self.recorder.watch(record.inode, hosts=record.hosts)  # type: ignore[call-arg]
                 except TypeError:  # a recorder of one namespace only
                     self.error = "this recorder watches one namespace, and two hosts need three"
+                    self.watched = True
                     os.kill(self.supervisor, signal.SIGUSR1)
                     return
             else:
