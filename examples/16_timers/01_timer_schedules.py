@@ -96,7 +96,7 @@ predicted = next(t for t in expiries if (t - copies[2].time_ns) / 1e9 >= allowed
 measured = timers.within("recv() failing, from the first send", copies[0].time_ns, died,
                          (predicted - copies[0].time_ns) / 1e9, 0.1)
 socklab.show(data_run.results(), data_run.trace())
-print(f"the byte left at +0 s, then at " + ", ".join(f"+{(p.time_ns - copies[0].time_ns) / 1e9:.3f} s"
+print("the byte left at +0 s, then at " + ", ".join(f"+{(p.time_ns - copies[0].time_ns) / 1e9:.3f} s"
                                                       for p in copies[1:])
       + f"; the RTO was {rto * 1000:.0f} ms; allowed {allowed:g} s after the first RTO retransmission; "
         f"recv() failed at +{measured:.3f} s")
@@ -243,7 +243,7 @@ rows = [(what.split(" (")[0], default, run_s, setting)
 fig, ax = plt.subplots(figsize=(6.5, 3.6), layout="constrained")
 fig.patch.set_facecolor("#f6f8fa")
 ax.set_facecolor("#f6f8fa")
-for i, (what, default, run_s, setting) in enumerate(rows):
+for i, (_what, default, run_s, setting) in enumerate(rows):
     ax.barh(i + 0.2, default, height=0.38, color="#9ec5fe")
     ax.barh(i - 0.2, run_s, height=0.38, color="#0550ae")
     ax.text(default * 1.15, i + 0.2, f"{default:g} s", va="center", fontsize=9, color="#1f2328")
