@@ -95,11 +95,11 @@ expiries = [copies[2].time_ns + round(sum(timers.backoff(rto, n)[1:]) * 1e9) for
 predicted = next(t for t in expiries if (t - copies[2].time_ns) / 1e9 >= allowed)
 measured = timers.within("recv() failing, from the first send", copies[0].time_ns, died,
                          (predicted - copies[0].time_ns) / 1e9, 0.1)
-socklab.show(data_run.results(), data_run.trace())
 print("the byte left at +0 s, then at " + ", ".join(f"+{(p.time_ns - copies[0].time_ns) / 1e9:.3f} s"
                                                       for p in copies[1:])
       + f"; the RTO was {rto * 1000:.0f} ms; allowed {allowed:g} s after the first RTO retransmission; "
         f"recv() failed at +{measured:.3f} s")
+socklab.show(data_run.results(), data_run.trace())
 
 # %%
 # The trace shows the byte sent, then sent again about 240 ms later: not by
