@@ -102,10 +102,11 @@ print("the byte left at +0 s, then at " + ", ".join(f"+{(p.time_ns - copies[0].t
 socklab.show(data_run.results(), data_run.trace())
 
 # %%
-# The trace shows the byte sent, then sent again about 240 ms later: not by
-# the retransmission timer but by the tail loss probe (RFC 8985), which fires
-# after two round trips plus 200 ms when a single segment is unacknowledged.
-# Then the retransmission timer's copies, the gap doubling each time.
+# The trace shows the byte sent, then sent again a little over 200 ms later:
+# not by the retransmission timer but by the tail loss probe (RFC 8985),
+# which resends the last segment when its ACK is overdue (the kernel's
+# ``TCPLossProbes`` counter, claimed at the end of the page, says it fired
+# once). Then the retransmission timer's copies, the gap doubling each time.
 # ``recv()`` fails with ``ETIMEDOUT`` at the first expiry 0.6 s or more after
 # the timer's first copy, and the client's kernel sends an RST as it gives
 # up (the link drops the server's ACKs, not the client's packets). With the
