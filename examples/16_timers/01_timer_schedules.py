@@ -108,8 +108,11 @@ socklab.show(data_run.results(), data_run.trace())
 # ``TCPLossProbes`` counter, claimed at the end of the page, says it fired
 # once). Then the retransmission timer's copies, the gap doubling each time.
 # ``recv()`` fails with ``ETIMEDOUT`` at the first expiry 0.6 s or more after
-# the timer's first copy, and the client's kernel sends an RST as it gives
-# up (the link drops the server's ACKs, not the client's packets). With the
+# the timer's first copy. The client's kernel sends nothing as it gives up:
+# unlike keep-alive below, a retransmission timeout ends the connection
+# without a reset. (The RST at the end of the trace is the server's, sent
+# when the scenario ended and its socket was closed with the byte unread;
+# the link drops it like everything else from the server.) With the
 # default ``tcp_retries2`` of 15 the same schedule runs for 924.6 s or more:
 # about 15 minutes.
 socklab.show(data_run.ladder())
@@ -266,6 +269,8 @@ socklab.show(fig)
 data_run.expect(calls={"client: send": 1, "client: recv": "ETIMEDOUT"},
                 counters={"client:TcpExtTCPLossProbes": 1, "client:TcpExtTCPTimeouts": len(copies) - 1})
 assert (copies[-1].time_ns - copies[2].time_ns) / 1e9 < allowed <= (died - copies[2].time_ns) / 1e9, copies
+# nothing from the client after its last copy: no RST when a retransmission timeout ends a connection
+assert [p.flags for p in data_run.packets if p.sport != PORT and p.time_ns > copies[-1].time_ns] == []
 syn_run.expect(calls={"client: connect": "ETIMEDOUT"}, flow=["client [S]"] * (1 + len(syn_sent)),
                packets={i: {"fate": "dropped"} for i in range(1 + len(syn_sent))})
 probe = idle_run.packets[3]
