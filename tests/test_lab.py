@@ -750,3 +750,15 @@ def test_an_unprivileged_user_gets_two_hosts_too(unprivileged):
     result = unprivileged.run(["-c", code, str(unprivileged.home / "tests")])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "userns+netns ['client [S]', 'server [S.]', 'client [.]'] EPIPE", result.stdout
+
+
+def test_a_two_hosts_run_records_each_hosts_kernel_events_and_reset_reasons():
+    if os.geteuid() != 0:
+        pytest.skip("kernel events need root")
+    run = socklab.run(scenarios.close_then_send_two_hosts, wire=socklab.Wire(delay=0.01))
+    assert not run.events_unavailable, run.events_unavailable
+    assert {e.host for e in run.kernel_events} == {"client", "server"}
+    assert run.resets() == [("server", "TCP_TIMEWAIT_SOCKET", State.TIME_WAIT)]
+    client_states = [e.new for e in run.kernel_events if type(e).__name__ == "StateChange" and e.host == "client"]
+    assert client_states[:3] == [State.SYN_SENT, State.ESTABLISHED, State.CLOSE_WAIT]
+    assert "host" in str(run.events()).splitlines()[1]

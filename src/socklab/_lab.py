@@ -872,16 +872,7 @@ class _KernelWatch:
         if self.recorder is None:
             return
         if isinstance(record, _NamespaceReady):
-            if record.hosts:
-                try:
-                    self.recorder.watch(record.inode, hosts=record.hosts)  # type: ignore[call-arg]
-                except TypeError:  # a recorder of one namespace only
-                    self.error = "this recorder watches one namespace, and two hosts need three"
-                    self.watched = True
-                    os.kill(self.supervisor, signal.SIGUSR1)
-                    return
-            else:
-                self.recorder.watch(record.inode)
+            self.recorder.watch(record.inode, hosts=record.hosts or None)
             self.watching = self.watched = True
             os.kill(self.supervisor, signal.SIGUSR1)
         elif isinstance(record, _Exited) and self.watched:
