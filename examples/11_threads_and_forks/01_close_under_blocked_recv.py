@@ -177,10 +177,13 @@ run.expect(
     resets=[],
 )
 close_call = run.call("server: close(), other thread")
-fin = run.packets[5]
-assert fin.time_ns - close_call.time_ns > 0.5e9, (
-    "the page says no FIN left within half a second of close(); it left "
-    f"{(fin.time_ns - close_call.time_ns) / 1e6:.1f} ms after it")
+if run.packets:
+    fin = run.packets[5]
+    assert fin.time_ns - close_call.time_ns > 0.5e9, (
+        "the page says no FIN left within half a second of close(); it left "
+        f"{(fin.time_ns - close_call.time_ns) / 1e6:.1f} ms after it")
+else:
+    run.unchecked.append("the FIN's time (no packet capture)")
 run_shutdown.expect(
     calls={"server: shutdown(SHUT_RDWR), other thread": None},
     values={"reader still blocked after shutdown()": False, "reader's recv() returned": b""},

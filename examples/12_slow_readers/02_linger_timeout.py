@@ -197,9 +197,12 @@ run.expect(
     resets=[],
 )
 assert 1.0 <= took <= 1.3, f"the page says close() returns after the 1 s linger, within 300 ms; it took {took} s"
-assert during and all(f in ("client [.]", "server [.]") and p.length == 0 for f, p in during), (
-    f"the page says only window probes and their answers crossed while close() waited: {during}")
-assert all(p.win == 0 for f, p in during if f == "server [.]"), "the page says the window stayed shut"
+if run.packets:
+    assert during and all(f in ("client [.]", "server [.]") and p.length == 0 for f, p in during), (
+        f"the page says only window probes and their answers crossed while close() waited: {during}")
+    assert all(p.win == 0 for f, p in during if f == "server [.]"), "the page says the window stayed shut"
+else:
+    run.unchecked.append("the packets while close() waited (no packet capture)")
 if run.counters is not None:
     assert run.counters.get("TcpExtTCPWinProbe", 0) >= 1, f"the page says probes were counted: {run.counters}"
 gave_up.expect(
