@@ -117,7 +117,8 @@ socklab.show(run.ladder())
 # ``TCP_FIN_WAIT1`` -> ``TCP_FIN_WAIT2`` -> ``TCP_CLOSE`` the moment the ACK
 # of its FIN arrives, not a second later: a socket its program closed is
 # swapped at once for a small "timewait" socket (``tcp_time_wait()``), which
-# ``ss`` still lists as ``FIN-WAIT-2`` and which carries the timeout. When
+# ``ss`` lists in the state the first table shows, and which carries the
+# timeout. When
 # that timer ends, the mini-socket is freed without an event of its own.
 # The counters below the events say it ended: ``TcpExtTWKilled`` (the
 # kernel counts there a mini-socket whose timer, 4 s or less, ran out;

@@ -82,6 +82,7 @@ def close_from_another_thread(lab):
     reader.join(2)
     lab.record("reader's recv() returned", reader.result)
     lab.wait_packet("F.", sport=PORT)  # the last reference is gone: now the FIN
+    lab.wait_packet(".", dport=PORT, after=1)  # the client's kernel ACKs it
     lab.wait_state(client, "CLOSE_WAIT")
     lab.snapshot("after the reader returned")
     lab.call(client.close, label="close()")
