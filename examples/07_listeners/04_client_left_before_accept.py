@@ -54,6 +54,7 @@ def left_with_fin(lab):
     lab.wait_packet("R", dport=PORT)  # the client's orphan answers
     lab.wait_state(server, None)
     lab.call(server.send, b"reply", socket.MSG_NOSIGNAL, label="send #2")
+    lab.snapshot("after the server's sends")
 
 
 run = socklab.run(left_with_fin)
@@ -66,6 +67,7 @@ run = socklab.run(left_with_fin)
 # connection, and that connection, not yet accepted, is listed as the
 # server's socket in ``CLOSE-WAIT`` with ``Recv-Q`` 6 (the 5 bytes of the
 # request and the FIN). The client's closed socket waits in ``FIN-WAIT-2``.
+# After the server's reply and the reset it drew, neither is left.
 socklab.show(run.states())
 
 # %%
@@ -150,7 +152,8 @@ run.expect(
     flow=["client [S]", "server [S.]", "client [.]", "client [P.]", "server [.]", "client [F.]", "server [.]",
           "server [P.]", "client [R]"],
     states={"before accept()": {"listener": ("LISTEN", 1), "server": ("CLOSE_WAIT", len(REQUEST) + 1),
-                                "client": "FIN_WAIT2"}},
+                                "client": "FIN_WAIT2"},
+            "after the server's sends": {"listener": ("LISTEN", 0), "server": None, "client": None}},
     resets=[("client", "TCP_TIMEWAIT_SOCKET")],
     transitions={"server": ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "CLOSE"]},
 )
@@ -163,6 +166,8 @@ run_rst.expect(
     transitions={"server": ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE"]},
     counters={"TcpExtTCPAbortOnData": 1},
 )
+run.summarize(closer="client: close()", sends=["server: send #1", "server: send #2"], recv="server: recv #2")
+run_rst.summarize(closer="client: close(), linger 0", sends=["server: send"], recv="server: recv #2")
 assert run_rst.value("address accept() returned")[0] == "127.0.0.1", (
     "the page says accept() returned the client's address")
 socklab.show(run.about())

@@ -71,6 +71,7 @@ def orphan_times_out(lab):
     lab.wait_packet("R", dport=PORT)  # nobody is left on the client's port
     lab.wait_state(server, None)
     lab.call(server.send, b"late reply", socket.MSG_NOSIGNAL, label="send #2")
+    lab.snapshot("after the server's sends")
 
 
 run = socklab.run(orphan_times_out)
@@ -82,7 +83,7 @@ run = socklab.run(orphan_times_out)
 # ``timewait`` timer of about a second in the ``Timer`` column, and the
 # server in ``CLOSE-WAIT`` with ``Recv-Q`` 1 (the FIN, unread). A second
 # later the client's row is gone and the server's is unchanged: nothing told
-# the server.
+# the server. After its sends, the reset has ended the server's side too.
 socklab.show(run.states())
 
 # %%
@@ -222,6 +223,7 @@ run.expect(
         "after the client's close": {"client": {"state": "FIN_WAIT2", "timer": "timewait"},
                                      "server": ("CLOSE_WAIT", 1)},
         "orphan gone": {"client": None, "server": ("CLOSE_WAIT", 1)},
+        "after the server's sends": {"client": None, "server": None},
     },
     packets={4: {"flags": ".", "sport": PORT}, 6: {"flags": "R", "seq": 2}},
     resets=[("no socket", "NO_SOCKET")],
@@ -229,6 +231,7 @@ run.expect(
                  "server": ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "CLOSE"]},
     counters={"TcpExtTWKilled": 1},
 )
+run.summarize(closer="client: close()", sends=["server: send #1", "server: send #2"])
 assert 0 < (orphan.timer_ms or 0) <= 1000, (
     f"the page says the orphan's timer shows about a second; it shows {orphan.timer}")
 assert 1.0 <= orphan_seconds <= 1.3, (

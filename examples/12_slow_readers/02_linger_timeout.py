@@ -196,6 +196,7 @@ run.expect(
     transitions={"client": ["CLOSE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE"]},
     resets=[],
 )
+run.summarize(closer="client: close(), linger 1 s")
 assert 1.0 <= took <= 1.3, f"the page says close() returns after the 1 s linger, within 300 ms; it took {took} s"
 if run.packets:
     assert during and all(f in ("client [.]", "server [.]") and p.length == 0 for f, p in during), (
