@@ -121,11 +121,12 @@ socklab.show(run.ladder())
 # ``ss`` lists in the state the first table shows, and which carries the
 # timeout. When
 # that timer ends, the mini-socket is freed without an event of its own.
-# The counters below the events say it ended: ``TcpExtTWKilled`` (the
-# kernel counts there a mini-socket whose timer, 4 s or less, ran out;
-# ``inet_twsk_schedule()`` sets ``tw_kill = timeo <= 4*HZ``). The reset, a
-# second later, has the reason ``NO_SOCKET``: no socket, full or mini, on the
-# client's port. Compare
+# The counters below the events count the mini-socket when its timer was
+# set, not when it ran out: ``TcpExtTWKilled`` for a timer of 4 s or less
+# (``timeo <= 4*HZ`` in ``__inet_twsk_schedule()``), ``TcpExtTW`` for a
+# longer one, such as the 60 s of a ``TCP_TIME_WAIT`` (other pages' runs count theirs
+# within milliseconds). The reset, a second later, has the reason
+# ``NO_SOCKET``: no socket, full or mini, on the client's port. Compare
 # :ref:`the central page <sphx_glr_auto_examples_02_close_01_close_then_send.py>`,
 # where the same server ``send()`` comes before the timeout and the orphan
 # itself answers (``TCP_TIMEWAIT_SOCKET``).

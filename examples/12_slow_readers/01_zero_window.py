@@ -167,11 +167,12 @@ for label in ("window shut", "three probes later"):
 # -----------------------
 # Nothing here was shortened: these are the kernel's own probe timers. The
 # schedule they follow, computed from this run's RTO: each interval twice
-# the last, up to ``TCP_RTO_MAX`` (120 s), then a probe every 120 s. The
-# count of probes only grows while they go unanswered, and is reset by
-# every answer: against a receiver that is alive and answers, the sender
-# probes for ever. Only ``TCP_USER_TIMEOUT`` (or the application) ends such
-# a connection; ``tcp_retries2`` does not.
+# the last, up to ``TCP_RTO_MAX`` (120 s), then a probe every 120 s. What
+# would end the connection is a count of unanswered probes reaching
+# ``tcp_retries2`` (15); the table above shows the count back at 0 after an
+# answered probe, so against a receiver that is alive and answers, the
+# sender goes on probing. ``TCP_USER_TIMEOUT``, or the application's own
+# timeout, is what ends such a connection.
 rto = run.tcp_info("window shut")["client"].rto / 1e6
 schedule, at = [], 0.0
 for k in range(12):
@@ -232,6 +233,10 @@ if shut is not None:
         f"the page says the intervals double: {[f'{i / 1e9:.3f}' for i in intervals]}")
 else:
     run.unchecked.append("the probes' times and answers (no packet capture)")
+later = run.tcp_info("three probes later")["client"]
+assert (later.probes, later.backoff) == (0, 3), (
+    f"the page says three probes backed off three times and the answered third left the count at 0: "
+    f"probes {later.probes}, backoff {later.backoff}")
 if run.counters is not None:
     for counter in ("TcpExtTCPToZeroWindowAdv", "TcpExtTCPWinProbe", "TcpExtTCPFromZeroWindowAdv"):
         assert run.counters.get(counter, 0) >= 1, f"the page says {counter} moved: {run.counters}"

@@ -172,11 +172,12 @@ gave_up = socklab.run(orphan_gives_up)
 # ``TCP_FIN_WAIT1`` -> ``TCP_CLOSE`` on its own timer
 # (``TcpExtTCPAbortOnTimeout``), and the reset's reason is ``NO_SOCKET``.
 socklab.show(gave_up.states(), gave_up.results(), gave_up.trace(), gave_up.events())
+rto = gave_up.tcp_info("window shut")["client"].rto / 1e6
 print(f"the default tcp_orphan_retries is {gave_up.value('tcp_orphan_retries by default')}, which "
-      f"tcp_orphan_retries() in net/ipv4/tcp_timer.c reads as 8 probes for a peer that answers; spaced by a "
-      f"backoff that doubles from the RTO ({gave_up.tcp_info('window shut')['client'].rto / 1e6:.3f} s here), "
-      f"8 probes take at least 255 RTOs, "
-      f"{255 * gave_up.tcp_info('window shut')['client'].rto / 1e6:.0f} s, before the orphan is given up")
+      f"tcp_orphan_retries() in net/ipv4/tcp_timer.c reads as 8 (its comment: \"8 corresponds to >100 seconds "
+      f"with minimal RTO of 200msec\"); with this run's RTO of {rto:.3f} s, 8 probes at doubling intervals and "
+      f"the timer after them make 511 RTOs, {511 * rto:.0f} s: the order of the orphan's life by default "
+      f"(computed, not waited for)")
 
 # %%
 # What this page claims
