@@ -234,9 +234,12 @@ if shut is not None:
 else:
     run.unchecked.append("the probes' times and answers (no packet capture)")
 later = run.tcp_info("three probes later")["client"]
-assert (later.probes, later.backoff) == (0, 3), (
-    f"the page says three probes backed off three times and the answered third left the count at 0: "
-    f"probes {later.probes}, backoff {later.backoff}")
+if run.isolation.capture:  # (without capture the run could not wait for the third probe)
+    assert (later.probes, later.backoff) == (0, 3), (
+        f"the page says three probes backed off three times and the answered third left the count at 0: "
+        f"probes {later.probes}, backoff {later.backoff}")
+else:
+    run.unchecked.append("TCP_INFO after three probes (no packet capture to wait for them)")
 if run.counters is not None:
     for counter in ("TcpExtTCPToZeroWindowAdv", "TcpExtTCPWinProbe", "TcpExtTCPFromZeroWindowAdv"):
         assert run.counters.get(counter, 0) >= 1, f"the page says {counter} moved: {run.counters}"
