@@ -224,6 +224,32 @@ def test_refused_namespace_still_runs_and_says_what_is_missing(refused_namespace
         assert run.flow() == scenarios.SEED_FLOW
 
 
+def test_without_a_namespace_a_socket_the_scenario_closed_but_a_child_still_holds_stays_its_own(refused_namespaces):
+    """In the host's namespace a run keeps only its own rows. A socket it closed while a forked
+    child (or a thread's blocked call) still holds it is open, with an inode, but no longer in
+    the scenario's file table: it is still the run's, known by the addresses it had."""
+
+    def fork_holds(lab):
+        listener = socket.create_server(("127.0.0.1", 4321))
+        _client = socket.create_connection(("127.0.0.1", 4321))  # kept open: the server's peer
+        server, _ = listener.accept()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0)
+        os.close(r)
+        lab.call(server.close, label="close() in the parent")
+        lab.snapshot("after the parent's close")
+        os.close(w)
+        os.waitpid(pid, 0)
+
+    run = socklab.run(fork_holds)
+    assert run.isolation.mode == "none"
+    assert run.states_at("after the parent's close")["server"].state is socklab.State.ESTABLISHED
+
+
 UNPRIVILEGED_RUN = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
