@@ -33,7 +33,9 @@ from __future__ import annotations
 
 from socklab import Call, Run, Snapshot, State
 
-MATRIX_COLUMNS = ["closing side called", "then on the wire", "peer's 1st send()", "peer's 2nd send()",
+#: The send columns are loopback's: there a reset is back before the peer's next call (docs/matrix.md).
+MATRIX_COLUMNS = ["closing side called", "then on the wire", "peer's 1st send() (loopback)",
+                  "peer's 2nd send() (loopback)",
                   "peer's recv()", "SIGPIPE", "sockets after these calls"]
 
 
