@@ -305,7 +305,10 @@ if runs:
 # descriptors. The seed's kernel closed the client's socket first, with the
 # byte ``a`` still unread in it, and that sends a reset; this kernel closes a
 # dying process's sockets newest first, so the server's goes first, and the
-# client's socket, once it has the FIN, has nothing left to reset.
+# client's socket, once it has the FIN, has nothing left to reset. That also
+# takes loopback timing: the server's FIN has already reached the client's
+# socket when the client's close runs; if it had not, the unread byte would
+# draw the same RST.
 # :ref:`Program exit without close() <sphx_glr_auto_examples_02_close_03_exit_without_close.py>`
 # shows both orders and why. The gap is the ``sleep(5)``, measured on the
 # capture's clock:
