@@ -342,6 +342,25 @@ if runs:
     socklab.show(linger.trace())
 
 # %%
+# The kernel's reasons
+# ---------------------
+# Each reset of these runs with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; recorded as root only, elsewhere these
+# claims are reported as unchecked). With ``close()``, when the server's ACK of
+# the FIN went alone, the client's socket was already the timewait socket the
+# kernel keeps in ``FIN-WAIT-2`` when the byte arrived: ``TCP_TIMEWAIT_SOCKET``,
+# as on the central page. When the ACK rode on the byte, the client was still
+# in ``FIN-WAIT-1``; that case is claimed to draw one reset from the client,
+# its reason not checked. With ``shutdown()``, no reset at all; with
+# ``SO_LINGER {1, 0}``, ``close()`` itself resets (``TCP_STATE``, as on
+# :ref:`the SO_LINGER {1, 0} page <sphx_glr_auto_examples_03_reset_01_linger_zero.py>`).
+if runs:
+    ack_alone = seed_flow(close, ["server [P.]"], ["client [R]"])[4] == "server [.]"
+    close.expect(resets=[("client", "TCP_TIMEWAIT_SOCKET" if ack_alone else "")])
+    shut.expect(resets=[])
+    linger.expect(resets=[("client", "TCP_STATE")])
+
+# %%
 # Where this run ran
 # ------------------
 if runs:
