@@ -130,8 +130,8 @@ socklab.show(run_shutdown.ladder())
 # ``close()`` arrow is the RFC's CLOSE call, "I have no more data to send"
 # (section 3.6): here ``shutdown()`` made it, with its FIN, and the
 # program's ``close()`` afterwards is no arrow at all, since the RFC state
-# stays ``FIN-WAIT-2`` (Linux keeps it in a timewait socket). Between the first two snapshots the client passed through
-# ``FIN-WAIT-1``, too brief for a snapshot: it lasts from the client's FIN
+# stays ``FIN-WAIT-2`` (Linux keeps it in a timewait socket). Between the
+# first two snapshots the client passed through ``FIN-WAIT-1``, too brief for a snapshot: it lasts from the client's FIN
 # until the server's ACK of it. The last step leaves the figure (dashed):
 # the client answers the server's byte with a reset (``rcv data after
 # close()``), and the server's ``CLOSE-WAIT`` ends on that reset (``rcv
