@@ -156,6 +156,13 @@ run.expect(
     transitions={"client": ["CLOSE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE"],
                  "server": ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "CLOSE"]},
 )
+# No data reached the server before the FIN, so its kernel's delayed-ACK
+# timeout (``ato`` in ``TCP_INFO``) was 0: it ACKs the FIN at its next timer
+# tick, a few milliseconds (40 ms once data has arrived: see
+# :ref:`sphx_glr_auto_examples_02_close_04_detect_fin.py`).
+ato = run.tcp_info("before close on client")["server"].ato
+if ato != 0:
+    raise socklab.ClaimError(f"the page says the server's ato is 0 before any data; it is {ato} µs")
 run.summarize(closer="client: close()", sends=["server: send #1", "server: send #2"])
 socklab.show(run.about())
 
