@@ -153,10 +153,13 @@ second_syns = [p for p in run_full.packets if p.flags == "S" and p.sport != run_
 # retransmitted twice, where ``TCP_SYNCNT`` 1 asked for once. This kernel
 # has a setting, ``tcp_syn_linear_timeouts`` (4 here, below), that keeps
 # the first SYN retransmission timeouts at 1 second instead of doubling
-# them, while the time at which it gives up is still the one the doubling
-# schedule gives: 2\ :sup:`n+1` - 1 seconds for *n* retransmissions,
-# 1 + 2 = 3 seconds here, which leaves room for two. The line under the
-# trace puts this run beside that rule, computed by ``syn_schedule`` below.
+# them, while the time limit is still the one the doubling schedule gives:
+# 2\ :sup:`n+1` - 1 seconds for *n* retransmissions. The kernel gives up at
+# the first timer expiry at or after that limit: at 1 + 2 = 3 seconds here,
+# which leaves room for two retransmissions; at 131 seconds with the
+# defaults (the limit is 127 s, but the expiries fall at 67 s, then 131 s).
+# The line under the trace puts this run beside that rule, computed by
+# ``syn_schedule`` below.
 socklab.show(run_full.results(), run_full.trace())
 print(f"connect() gave up after {gave_up_after:.3f} s; the second client's SYNs left at",
       [round((p.time_ns - second_syns[0].time_ns) / 1e9, 2) for p in second_syns], "s")
