@@ -187,10 +187,9 @@ socklab.show(idle_run.results(), idle_run.trace(), idle_run.events())
 # which no program holds any more, waits in ``FIN-WAIT-2`` for a FIN that
 # never comes, for ``tcp_fin_timeout`` seconds (set to 1 on the client's
 # host), then the kernel drops it without sending anything. When the
-# scenario ends and the server's socket is closed at last, its FIN reaches a
-# client host with no connection left, which answers with an RST (the
-# kernel's reason ``NO_SOCKET``, claimed at the end of the page; the capture
-# ends with the scenario, so that RST is in the kernel's events, not the trace).
+# server's program closes its socket at last, its FIN reaches a client host
+# with no connection left, which answers with an RST (the kernel's reason
+# ``NO_SOCKET``, claimed at the end of the page).
 
 
 def orphan(lab):
@@ -205,12 +204,14 @@ def orphan(lab):
     lab.wait_state(client, None, timeout=5)
     lab.record("gone", time.time_ns())
     lab.snapshot("after tcp_fin_timeout")
+    lab.call(server.close, label="close")  # at last: its FIN finds no connection
+    lab.wait_packet("R")
 
 
 fin_run = socklab.run(orphan, wire=socklab.Wire(delay=0.01, client={"tcp_fin_timeout": 1}))
 fin_measured = timers.within("orphaned FIN-WAIT-2 with tcp_fin_timeout = 1", fin_run.call("client: close").time_ns,
                              fin_run.value("gone"), 1.0, 0.3)
-socklab.show(fin_run.states())
+socklab.show(fin_run.states(), fin_run.trace())
 
 # %%
 # TIME-WAIT cannot be shortened
@@ -289,8 +290,8 @@ idle_run.expect(calls={"client: recv": "ETIMEDOUT"},
                 resets=[("client", "TCP_KEEPALIVE_TIMEOUT")])
 fin_run.expect(states={"after close": {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 1)},
                        "after tcp_fin_timeout": {"client": None, "server": ("CLOSE_WAIT", 1)}},
-               # when the scenario ends the server's socket closes; its FIN finds no connection on the client's host
-               resets=[("no socket", "NO_SOCKET")])
+               calls={"server: close": None},
+               resets=[("no socket", "NO_SOCKET")])  # the server's FIN finds no connection on the client's host
 assert 58_000 <= tw_row.timer_ms <= 60_000, tw_row
 for run in (data_run, syn_run, idle_run, fin_run, tw_run):
     socklab.show(run.about())
