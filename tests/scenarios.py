@@ -70,3 +70,38 @@ SEED_FLOW = ["client [S]", "server [S.]", "client [.]", "client [F.]", "server [
 
 def empty(lab):
     pass
+
+
+def across_a_round_trip(lab):
+    """The seed's central scenario on two hosts: the server closes, the client sends until the RST lands."""
+    with lab.server:
+        listener = socket.create_server(("0.0.0.0", PORT))
+    with lab.client:
+        client = socket.create_connection((lab.server.ipv4, PORT))
+    server, _ = listener.accept()
+    lab.snapshot("connected")
+    lab.call(server.close, label="close")
+    lab.wait_packet("F.")
+    lab.wait_state(client, "CLOSE_WAIT")
+    n = 0
+    while True:  # send until a send fails: every send made before the RST lands succeeds
+        n += 1
+        if lab.call(client.send, b"a", socket.MSG_NOSIGNAL, label=f"send #{n}") is None:
+            break
+    lab.snapshot("after")
+    lab.record("sends", n)
+
+
+def close_then_send_two_hosts(lab):
+    """The seed's scenario (close, send, RST, send) with the client and the server on two hosts."""
+    with lab.server:
+        listener = socket.create_server(("0.0.0.0", PORT))
+    with lab.client:
+        client = socket.create_connection((lab.server.ipv4, PORT))
+    server, _ = listener.accept()
+    lab.call(server.close, label="close")
+    lab.wait_packet("F.")
+    lab.wait_state(client, "CLOSE_WAIT")
+    lab.call(client.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
+    lab.wait_packet("R")
+    lab.call(client.send, b"a", socket.MSG_NOSIGNAL, label="send #2")

@@ -129,3 +129,14 @@ def test_the_ladder_labels_each_reset_with_the_kernels_reason_and_draws_brief_st
         "SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSED"]
     assert "client sends RST (emphasised), the kernel's reason TCP_TIMEWAIT_SOCKET" in ladder_module.ladder_alt(run)
     ladder_module.pyplot().close("all")
+
+
+def test_a_socket_its_own_kernel_aborted_is_not_said_to_have_taken_an_rst():
+    from socklab import _events
+    aborted = ResetReceived(T[6] - 20_000, socket.AF_INET, LO, 50000, LO, 4321, 1, State.FIN_WAIT2)
+    sent = ResetSent(T[6] - 3_000, socket.AF_INET, LO, 50000, LO, 4321, 1, State.CLOSE, "TCP_ABORT_ON_DATA")
+    taken = ResetReceived(T[6] + 1, socket.AF_INET, LO, 4321, LO, 50000, 2, State.CLOSE_WAIT)
+    run = with_events(EVENTS[:7] + (aborted, sent, taken))
+    assert _events.describe(run, aborted) == ("aborted by its own kernel in TCP_FIN_WAIT2 (tcp_reset), "
+                                              "then sent the RST: no RST arrived")
+    assert _events.describe(run, taken) == "reset taken in TCP_CLOSE_WAIT (tcp_reset)"

@@ -98,3 +98,26 @@ def test_shutdown_before_close_waits_for_the_clients_kernel_not_just_the_packet(
         run = socklab.run(page[name])
         assert run.flow() == flow, name
         assert [c.outcome for c in run.calls][1:3] == ["1", "EPIPE"], name
+
+
+def test_the_tutorials_one_line_change_stops_with_the_message_the_tutorial_quotes(tmp_path):
+    """docs/tutorial.md section 6 quotes what the central page prints when its close() is
+    replaced by the half-close the tutorial gives: that quote must be what a real run prints."""
+    import re
+
+    tutorial = (Path(__file__).resolve().parent.parent / "docs" / "tutorial.md").read_text()
+    section = tutorial.split("## 6.")[1]
+    line = re.search(r"`(lab\.call\(client\.shutdown[^`]*)`", section).group(1)
+    quoted = " ".join(re.search(r"```text\n(.*?)```", section, re.S).group(1).split())
+    page = next(p for p in EXAMPLES if p.name == "01_close_then_send.py")
+    changed = page.read_text().replace('lab.call(client.close, label="close()")', line)
+    assert changed != page.read_text()
+    script = tmp_path / page.name
+    script.write_text(changed)
+    env = {k: v for k, v in os.environ.items() if k != "SOCKLAB_OUTPUT"} | {"MPLBACKEND": "Agg"}
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode != 0
+    if "no capture" in result.stderr:
+        pytest.skip("this machine cannot capture packets, so the run stops with another message")
+    assert quoted in " ".join(result.stderr.split()), result.stderr[-2000:]

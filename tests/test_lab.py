@@ -224,6 +224,32 @@ def test_refused_namespace_still_runs_and_says_what_is_missing(refused_namespace
         assert run.flow() == scenarios.SEED_FLOW
 
 
+def test_without_a_namespace_a_socket_the_scenario_closed_but_a_child_still_holds_stays_its_own(refused_namespaces):
+    """In the host's namespace a run keeps only its own rows. A socket it closed while a forked
+    child (or a thread's blocked call) still holds it is open, with an inode, but no longer in
+    the scenario's file table: it is still the run's, known by the addresses it had."""
+
+    def fork_holds(lab):
+        listener = socket.create_server(("127.0.0.1", 4321))
+        _client = socket.create_connection(("127.0.0.1", 4321))  # kept open: the server's peer
+        server, _ = listener.accept()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0)
+        os.close(r)
+        lab.call(server.close, label="close() in the parent")
+        lab.snapshot("after the parent's close")
+        os.close(w)
+        os.waitpid(pid, 0)
+
+    run = socklab.run(fork_holds)
+    assert run.isolation.mode == "none"
+    assert run.states_at("after the parent's close")["server"].state is socklab.State.ESTABLISHED
+
+
 UNPRIVILEGED_RUN = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
@@ -657,3 +683,108 @@ def test_each_snapshot_carries_tcp_info_of_the_scenarios_open_sockets():
     assert set(info) == {"listener", "client", "server"}
     assert info["client"].state is State.ESTABLISHED and info["client"].unacked == 0
     assert info["client"].retransmits == 0 and info["listener"].state is State.LISTEN
+
+
+# -- two hosts joined by a link (issue 13) -----------------------------------------
+
+def test_a_two_hosts_run_shows_each_hosts_sockets_and_the_link_as_its_capture():
+    run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0.02), kernel_events=False)
+    table = str(run.states("connected"))
+    assert "Host" in table and "192.0.2.1:50000" in table and "192.0.2.2:4321" in table
+    assert {row.host for row in run.snapshot("connected").rows} == {"client", "server"}
+    assert run.flow()[:3] == ["client [S]", "server [S.]", "client [.]"]
+    assert all(p.fate == "delivered" for p in run.packets), [(p.flags, p.fate) for p in run.packets]
+    for p in run.packets:  # each packet spent the one-way delay on the link
+        assert 0.019 < (p.arrived_ns - p.time_ns) / 1e9 < 0.05, p
+    assert "one-way delay 20 ms (round trip 40 ms)" in str(run.about())
+    assert "packets on the link" in str(run.trace())
+    assert (run.counters or {}).get("server:TcpOutRsts") == 1, run.counters
+
+
+def test_across_a_round_trip_every_send_before_the_reset_lands_succeeds():
+    """Issue 14, item 3: 'the first send succeeds, the second fails' is loopback timing."""
+    run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0.02), kernel_events=False)
+    rst = next(p for p in run.packets if "R" in p.flags)
+    sends = [c for c in run.calls if c.label.startswith("send #")]
+    assert sends[-1].errno == "EPIPE" and all(c.errno is None for c in sends[:-1])
+    assert len(sends) > 2, "several sends succeed while the RST is on its way"
+    assert all(c.time_ns < rst.arrived_ns for c in sends[:-1])  # succeeded while the RST was on the link
+    assert sends[-1].time_ns > rst.arrived_ns
+    assert "the RST reaches client" in run.ladder_alt()
+
+
+def test_a_packet_the_link_drops_is_marked_in_the_trace_and_the_ladder():
+    def lost_fin(lab):
+        with lab.server:
+            listener = socket.create_server(("0.0.0.0", scenarios.PORT))
+        with lab.client:
+            client = socket.create_connection((lab.server.ipv4, scenarios.PORT))
+        server, _ = listener.accept()
+        lab.link.drop(lambda p: "F" in p.flags, count=1, name="the first FIN")
+        lab.call(client.close, label="close")
+        lab.wait_packet("F.", sport=client_port, after=1)  # the retransmission
+        lab.wait_state(server, "CLOSE_WAIT")
+        lab.snapshot("after")
+
+    client_port = 50000
+    run = socklab.run(lost_fin, wire=socklab.Wire(delay=0.005), kernel_events=False)
+    fins = [p for p in run.packets if "F" in p.flags and p.sport == client_port]
+    assert [p.fate for p in fins] == ["dropped", "delivered"]
+    assert "DROPPED by the link (rule 'the first FIN')" in str(run.trace())
+    assert "which the link drops" in run.ladder_alt()
+    assert run.snapshot("after").rows and any(r.state is State.CLOSE_WAIT for r in run.snapshot("after").rows)
+
+
+def test_two_hosts_runs_leave_no_descriptors_or_children():
+    before = open_fds()
+    for _ in range(3):
+        socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0), kernel_events=False)
+    assert open_fds() == before
+    assert_no_children()
+
+
+def test_two_hosts_without_namespaces_say_what_to_do(refused_namespaces):
+    with pytest.raises(socklab.WireUnavailable, match="need network namespaces.*Fix:"):
+        socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire())
+
+
+def test_a_host_sysctl_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(socklab._hosts.SysctlError, match="tcp_no_such_thing"):
+        socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(client={"tcp_no_such_thing": 1}))
+
+
+def test_a_wire_is_checked_when_it_is_made():
+    with pytest.raises(ValueError, match="one-way delay"):
+        socklab.Wire(delay=-1)
+    with pytest.raises(TypeError, match="socklab.Wire"):
+        socklab.run(scenarios.across_a_round_trip, wire={"delay": 0.025})
+
+
+def test_a_one_host_lab_says_how_to_get_two():
+    def wants_hosts(lab):
+        with lab.server:
+            pass
+
+    with pytest.raises(socklab.ScenarioError, match="wire=socklab.Wire"):
+        socklab.run(wants_hosts)
+
+
+def test_an_unprivileged_user_gets_two_hosts_too(unprivileged):
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import socklab, scenarios; "
+            "run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0.01)); "
+            "print(run.isolation.mode, run.flow()[:3], run.calls[-1].errno)")
+    result = unprivileged.run(["-c", code, str(unprivileged.home / "tests")])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "userns+netns ['client [S]', 'server [S.]', 'client [.]'] EPIPE", result.stdout
+
+
+def test_a_two_hosts_run_records_each_hosts_kernel_events_and_reset_reasons():
+    if os.geteuid() != 0:
+        pytest.skip("kernel events need root")
+    run = socklab.run(scenarios.close_then_send_two_hosts, wire=socklab.Wire(delay=0.01))
+    assert not run.events_unavailable, run.events_unavailable
+    assert {e.host for e in run.kernel_events} == {"client", "server"}
+    assert run.resets() == [("server", "TCP_TIMEWAIT_SOCKET", State.TIME_WAIT)]
+    client_states = [e.new for e in run.kernel_events if type(e).__name__ == "StateChange" and e.host == "client"]
+    assert client_states[:3] == [State.SYN_SENT, State.ESTABLISHED, State.CLOSE_WAIT]
+    assert "host" in str(run.events()).splitlines()[1]

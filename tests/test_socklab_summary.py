@@ -81,3 +81,11 @@ def test_a_row_whose_scenario_goes_on_before_a_snapshot_lists_no_sockets_and_cut
 def test_the_sigpipe_column_is_about_the_rows_calls():
     run = run_with().summarize(closer="close", sends=["send #1"])
     assert matrix_row(run)[5] == "no (no EPIPE)"  # send #2 failed with EPIPE, but it is not in the row
+
+
+def test_errno_rows_say_reset_only_when_an_rst_came_before_the_call():
+    records = run_with().records
+    early = call("bind", TIMES[0] - 2, errno="EADDRINUSE", local=SERVER[0], inode=7, start=TIMES[0] - 3)
+    run = Run("seed", records[:1] + [Snapshot("empty", TIMES[0] - 4, ())] + [early] + records[1:])
+    assert errno_rows(run)[0] == ["bind", "server", "not in the table", "EADDRINUSE"]
+    assert errno_rows(run)[1] == ["send #2", "server", "not in the table (reset)", "EPIPE"]

@@ -22,6 +22,8 @@ SIGPIPE column is about the row's calls too.
 
 The errno table needs no declaration at all: it lists every recorded call that
 failed, with the state its socket was in at the last snapshot before the call.
+A socket missing from that snapshot is "not in the table"; "(reset)" is added
+only when the capture shows an RST to or from that socket before the call.
 
 States are spelled as ``ss`` prints them: these are tables (see
 ``socklab.State``).
@@ -31,7 +33,9 @@ from __future__ import annotations
 
 from socklab import Call, Run, Snapshot, State
 
-MATRIX_COLUMNS = ["closing side called", "then on the wire", "peer's 1st send()", "peer's 2nd send()",
+#: The send columns are loopback's: there a reset is back before the peer's next call (docs/matrix.md).
+MATRIX_COLUMNS = ["closing side called", "then on the wire", "peer's 1st send() (loopback)",
+                  "peer's 2nd send() (loopback)",
                   "peer's recv()", "SIGPIPE", "sockets after these calls"]
 
 
@@ -100,6 +104,19 @@ def matrix_row(run: Run) -> list[str]:
             _outcome(run, sends[1]), _outcome(run, parts.get("recv")), sigpipe, left]
 
 
+def reset_before(run: Run, call: Call) -> bool:
+    """Whether the capture shows an RST on the call's connection before the call (its
+    addresses as the call saw them, or as an earlier snapshot listed its socket)."""
+    ends = {call.socket.local, call.socket.peer}
+    earlier = [r for s in run.snapshots if s.time_ns < call.start_ns for r in s.rows
+               if call.socket.inode and r.inode == call.socket.inode]
+    if None in ends and earlier:
+        ends = {earlier[-1].local, earlier[-1].peer}
+    return None not in ends and any(
+        "R" in p.flags and {p.source, p.destination} == ends and p.time_ns < call.start_ns
+        for p in run.packets)
+
+
 def errno_rows(run: Run) -> list[list[str]]:
     """[call, by, state of its socket just before, errno] for every failed call."""
     rows = []
@@ -110,6 +127,7 @@ def errno_rows(run: Run) -> list[list[str]]:
         state = "–"
         if before and call.socket.inode:
             row = next((r for r in before[-1].rows if r.inode == call.socket.inode), None)
-            state = "not in the table (reset)" if row is None else row.state.ss
+            state = row.state.ss if row is not None else (
+                "not in the table (reset)" if reset_before(run, call) else "not in the table")
         rows.append([call.label, run.actor(call) or "–", state, call.errno])
     return rows

@@ -46,6 +46,7 @@ run.expect(
         "server [R.]",
     ],
     states={"after close()": {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 6)}},
+    resets=[("server", "TCP_ABORT_ON_CLOSE")],  # the server's close() found 5 bytes unread
 )
 fin, ack = run.packets[5], run.packets[6]
 assert run.call("client: close(), linger 5").time_ns > ack.time_ns  # returned after the ACK
@@ -145,19 +146,22 @@ def shutdown_with_linger_zero(lab):
 
 HANDSHAKE = ["client [S]", "server [S.]", "client [.]"]
 unread = socklab.run(unread_data)
-unread.expect(values={"close was quick": True}, flow=HANDSHAKE + ["server [P.]", "client [.]", "client [R.]"])
+unread.expect(values={"close was quick": True}, flow=HANDSHAKE + ["server [P.]", "client [.]", "client [R.]"],
+              resets=[("client", "TCP_ABORT_ON_CLOSE")])
 socklab.run(shutdown_does_not_linger).expect(
     values={"shutdown was quick": True}, states={"after shutdown()": {"client": {"state": "FIN_WAIT1"}}}
 )
 socklab.run(lambda lab: exit_with(lab, (1, 1)), name="exit, linger 1").expect(values={"exit was quick": True})
 exit_zero = socklab.run(lambda lab: exit_with(lab, (1, 0)), name="exit, linger 0")
-exit_zero.expect(values={"exit was quick": True})
+exit_zero.expect(values={"exit was quick": True}, resets=[("client", "TCP_STATE")])  # as close() with {1, 0}
 assert "client [R.]" in exit_zero.flow()
 socklab.run(after_time_wait).expect(
     flow=HANDSHAKE + ["client [F.]", "server [.]", "server [F.]", "client [.]"],
     states={"both FINs done": {"client": "TIME_WAIT"}, "after close()": {"client": "TIME_WAIT"}},
+    resets=[],
 )
-socklab.run(shutdown_with_linger_zero).expect(flow=HANDSHAKE + ["client [F.]", "server [.]", "client [R.]"])
+socklab.run(shutdown_with_linger_zero).expect(flow=HANDSHAKE + ["client [F.]", "server [.]", "client [R.]"],
+                                              resets=[("client", "TCP_STATE")])
 run.ladder()
 
 if __name__ == "__main__":

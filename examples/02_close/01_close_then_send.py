@@ -2,10 +2,14 @@
 Peer close(), then send twice
 =============================
 
-The client closes its socket; the server's first ``send()`` still succeeds, the
-client's kernel answers that byte with an RST, and the server's second
-``send()`` fails with ``EPIPE``. This is the seed's central program, rewritten
-with Python's ``socket`` module and run on this build's kernel.
+The client closes its socket; the server's ``send()`` still succeeds, the
+client's kernel answers that byte with an RST, and the server's next
+``send()`` fails with ``EPIPE``. The rule: every ``send()`` made before the RST
+gets back succeeds, and the first one after it fails. On loopback the RST is
+back before the second ``send()``, so that is the one that fails; across a
+network several can succeed first (shown on the page across a network). This
+is the seed's central program, rewritten with Python's ``socket`` module and
+run on this build's kernel.
 """
 
 # %%
@@ -62,7 +66,10 @@ socklab.show(run.states())
 # Call results
 # ------------
 # The first ``send()`` returns 1: the kernel accepted the byte, it does not know
-# yet that nobody will read it. The second fails with ``EPIPE``.
+# yet that nobody will read it. The second, made after the RST got back (the
+# scenario waits for it), fails with ``EPIPE``. On loopback the RST is back
+# within microseconds (the ladder below); across a network it takes a round
+# trip, and every ``send()`` made before it gets back succeeds.
 socklab.show(run.results())
 
 # %%
@@ -122,7 +129,8 @@ socklab.show(socklab.draw_state_diagram(highlight=paths))
 # when the server's byte arrives: it went ``FIN_WAIT1`` -> ``FIN_WAIT2``, then
 # ``FIN_WAIT2`` -> ``CLOSE``, which on Linux means its program had closed it and
 # the kernel swapped it for a small "timewait" socket that keeps the
-# connection in ``FIN_WAIT2``. That socket sends the RST, and the kernel says
+# connection in ``FIN_WAIT2`` (with ``tcp_fin_timeout`` at 60 s or less, the
+# default; above that the full socket stays, with a keepalive timer). That socket sends the RST, and the kernel says
 # why: ``TCP_TIMEWAIT_SOCKET`` ("happen on the timewait socket", in
 # ``include/net/rstreason.h``). In RFC 9293's words, new data arrived after
 # CLOSE (section 3.6.1), and the host SHOULD send a reset. The server's socket
@@ -148,6 +156,13 @@ run.expect(
     transitions={"client": ["CLOSE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "CLOSE"],
                  "server": ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "CLOSE"]},
 )
+# No data reached the server before the FIN, so its kernel's delayed-ACK
+# timeout (``ato`` in ``TCP_INFO``) was 0: it ACKs the FIN at its next timer
+# tick, a few milliseconds (40 ms once data has arrived: see
+# :ref:`sphx_glr_auto_examples_02_close_04_detect_fin.py`).
+ato = run.tcp_info("before close on client")["server"].ato
+if ato != 0:
+    raise socklab.ClaimError(f"the page says the server's ato is 0 before any data; it is {ato} µs")
 run.summarize(closer="client: close()", sends=["server: send #1", "server: send #2"])
 socklab.show(run.about())
 

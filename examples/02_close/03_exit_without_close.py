@@ -4,7 +4,9 @@ Program exit without close()
 
 When the seed's program ends with its sockets still open, this kernel closes
 them newest first: the server's FIN goes out, the client's kernel ACKs it, and
-there is no reset. The seed's trailing RST came from closing the *client*
+there is no reset. That also takes loopback timing: the server's FIN has
+already reached the client's socket when the client's close runs; if it had
+not, the unread byte would draw the same RST. The seed's trailing RST came from closing the *client*
 first while the byte ``a`` sat unread in its receive queue, and an explicit
 ``close()`` in that order still produces it.
 """
@@ -100,7 +102,10 @@ socklab.show(run.states())
 # server's ``[F.]`` and the client's ``[.]``. No reset. The byte ``a`` was
 # never read, and no packet says so: the client socket was already finished
 # (moved to ``TIME-WAIT`` by the server's FIN) when its descriptor was closed,
-# and such a close sends nothing.
+# and such a close sends nothing. That is loopback timing: ``lo`` delivers the
+# server's FIN to the client's kernel during the server's ``close()``, before
+# the client's deferred close runs. Across a link with a delay, the client's
+# close would come first and find ``a`` unread: a reset.
 socklab.show(run.trace())
 
 # %%
@@ -229,7 +234,8 @@ socklab.show(closed.trace())
 # -------------------------------------
 # A last run, the same as the exit with the client's descriptor newest, except
 # that the client reads the byte first. The client is still closed before the
-# server, but its receive queue is empty, and there is no reset: the client's
+# server, but its receive queue is empty, and there is no reset (the kernel
+# records none: checked below): the client's
 # close sends nothing (its FIN went out with ``shutdown()``), the server's close
 # sends its FIN, and the client's kernel ACKs it. Closing a socket that still
 # holds received, unread data is what makes Linux send a reset: RFC 9293
@@ -319,6 +325,8 @@ socklab.show(run.about())
 # * ``TCP_ABORT_ON_CLOSE``: ``close()`` found unread data in the receive queue
 #   and aborted the connection (RFC 9293 3.6.1).
 #
+# The first and the last run record no reset at all.
+#
 # The table below is the kernel's own account of the first of these runs:
 # every state change of its sockets (the brief ones too); every reset sent,
 # with the kernel's reason and the state of the socket that sent it where one
@@ -327,6 +335,8 @@ socklab.show(run.about())
 # reasons.
 client_newest.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
 closed.expect(resets=[('client', 'TCP_ABORT_ON_CLOSE')])
+run.expect(resets=[])
+read_first.expect(resets=[])
 socklab.show(client_newest.events())
 
 # %%

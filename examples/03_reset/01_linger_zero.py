@@ -154,8 +154,9 @@ run_recv = socklab.run(linger_zero_then_recv)
 # ``recv()`` is the call that gets ``ECONNRESET``; the second ``recv()``
 # returns ``b''``, and the ``send()`` fails with ``EPIPE``, not with
 # ``ECONNRESET``. The kernel keeps the reset as the socket's pending error
-# (what ``SO_ERROR`` reads and clears) and hands it to whichever call comes
-# first; after that the socket is simply shut down in both directions.
+# (what ``SO_ERROR`` reads and clears) and hands it to the next ``send()``,
+# or to the first ``recv()`` that finds no queued data (here, none had
+# arrived); after that the socket is simply shut down in both directions.
 socklab.show(run_recv.results())
 
 # %%

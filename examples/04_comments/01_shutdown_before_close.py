@@ -84,11 +84,16 @@ run_shutdown = socklab.run(shutdown_then_close)
 
 # %%
 # ``shutdown()`` already moves the client to ``FIN-WAIT-2`` and the server to
-# ``CLOSE-WAIT``; ``close()`` changes neither state. What it changes is the
+# ``CLOSE-WAIT``; in the table, ``close()`` changes neither state, only the
 # ``Timer`` column: once the program has let go of the socket, the kernel
 # gives the client's ``FIN-WAIT-2`` a 60-second limit (``tcp_fin_timeout``;
-# ``ss`` names the timer ``timewait``). After the server's send, both are
-# gone, as with a plain ``close()``.
+# ``ss`` names the timer ``timewait``). Underneath, ``close()`` did more: the
+# kernel moved the program's socket to ``CLOSE`` and left a small timewait
+# socket in its place, which ``ss`` lists in ``FIN-WAIT-2`` (with
+# ``tcp_fin_timeout`` at 60 s or less, the default). That socket is the one
+# that answers the server's byte: the kernel's reason for the reset, checked at
+# the end of the page, is ``TCP_TIMEWAIT_SOCKET``. After the server's send,
+# both are gone, as with a plain ``close()``.
 socklab.show(run_shutdown.states())
 
 # %%
@@ -104,8 +109,9 @@ socklab.show(run_shutdown.trace())
 # The ladder diagram of this run, time flowing down. The blue ``FIN-ACK``
 # leaves at the client's ``shutdown()``, and the ``FIN-WAIT-2`` and
 # ``CLOSE-WAIT`` boxes follow it. The client's ``close()`` comes later: no
-# arrow and no new box, since neither state changed (only the ``Timer``
-# column of the tables above). The red
+# arrow and no new box, since the state the tables show did not change (the
+# ``Timer`` column did, and the kernel swapped the socket for a timewait
+# socket in ``FIN-WAIT-2``). The red
 # ``RST`` that answers the server's byte is where the
 # :ref:`close() page <sphx_glr_auto_examples_02_close_01_close_then_send.py>`
 # has it.
@@ -123,14 +129,14 @@ socklab.show(run_shutdown.ladder())
 # ``close()``; then neither in the table (``CLOSED``). The figure's
 # ``close()`` arrow is the RFC's CLOSE call, "I have no more data to send"
 # (section 3.6): here ``shutdown()`` made it, with its FIN, and the
-# program's ``close()`` afterwards is no arrow at all, since no state
-# changed. Between the first two snapshots the client passed through
-# ``FIN-WAIT-1``, too brief for a snapshot: it lasts from the client's FIN
+# program's ``close()`` afterwards is no arrow at all, since the RFC state
+# stays ``FIN-WAIT-2`` (Linux keeps it in a timewait socket). Between the
+# first two snapshots the client passed through ``FIN-WAIT-1``, too brief for a snapshot: it lasts from the client's FIN
 # until the server's ACK of it. The last step leaves the figure (dashed):
 # the client answers the server's byte with a reset (``rcv data after
 # close()``), and the server's ``CLOSE-WAIT`` ends on that reset (``rcv
 # RST``). The next run shows that ``shutdown(SHUT_RDWR)`` alone, without
-# ``close()``, draws the same reset. The ``run.expect`` in this cell checks
+# ``close()``, draws a reset too, for another reason. The ``run.expect`` in this cell checks
 # those states, the data and the reset against the run.
 CLIENT_PATH = ["ESTABLISHED", "FIN_WAIT2", "rcv data after close()"]
 SERVER_PATH = ["ESTABLISHED", "CLOSE_WAIT", "rcv RST"]
@@ -151,11 +157,15 @@ socklab.show(socklab.draw_state_diagram(highlight={
 # %%
 # shutdown(SHUT_RDWR) without close()
 # -----------------------------------
-# Why the RST does not go away: it is not ``close()`` that draws it, but the
-# client having said it will not read. RFC 2525 section 2.17: when an
-# application closes a connection "in such a way that it can no longer read
-# any received data", its TCP SHOULD answer new data with an RST. Here the
-# client shuts down both directions and keeps its socket open.
+# The wire is the same, but the kernel names two different causes. After
+# ``close()`` the kernel has replaced the socket with a timewait socket, and
+# that answers the data (``TCP_TIMEWAIT_SOCKET``). Without ``close()``, the
+# open socket that will not read resets the connection itself
+# (``TCP_ABORT_ON_DATA``, and the namespace's ``TCPAbortOnData`` counter moves
+# by one). RFC 2525 section 2.17: when an application closes a connection "in
+# such a way that it can no longer read any received data", its TCP SHOULD
+# answer new data with an RST. Here the client shuts down both directions and
+# keeps its socket open.
 
 
 def shutdown_without_close(lab):
@@ -175,7 +185,9 @@ run_no_close = socklab.run(shutdown_without_close)
 
 # %%
 # Still 1, then ``EPIPE``. The client's own socket, still open, was reset
-# as well: its ``recv()`` fails with ``ECONNRESET``.
+# as well, by its own kernel: no RST reached it (it sent the only one), but
+# the kernel ran its reset routine on it in ``FIN_WAIT2`` before answering the
+# byte, so its ``recv()`` fails with ``ECONNRESET``.
 socklab.show(run_no_close.results())
 
 # %%
@@ -292,7 +304,8 @@ socklab.show(run_shutdown.about())
 #   kernel as a small timewait socket, answered data nobody would read.
 #
 # * ``TCP_ABORT_ON_DATA``: data arrived for a socket whose receiving side was
-#   closed.
+#   closed. The kernel counts it (``TCPAbortOnData``) and resets that socket
+#   itself, which then sends the RST.
 #
 # The table below is the kernel's own account of the first of these runs:
 # every state change of its sockets (the brief ones too); every reset sent,
@@ -301,8 +314,8 @@ socklab.show(run_shutdown.about())
 # counters of the run's namespace that moved. Recorded as root only, like the
 # reasons.
 run_close.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
-run_shutdown.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')])
-run_no_close.expect(resets=[('client', 'TCP_ABORT_ON_DATA')])
+run_shutdown.expect(resets=[('client', 'TCP_TIMEWAIT_SOCKET')], counters={"TcpExtTCPAbortOnData": 0})
+run_no_close.expect(resets=[('client', 'TCP_ABORT_ON_DATA')], counters={"TcpExtTCPAbortOnData": 1})
 socklab.show(run_close.events())
 
 # %%

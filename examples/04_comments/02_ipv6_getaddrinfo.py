@@ -4,8 +4,10 @@ IPv6, addresses from getaddrinfo()
 
 The seed's central scenario over IPv6 (``::1``), with every address taken
 from ``getaddrinfo()``: the server's first ``send()`` returns 1 and draws an
-RST, the second fails with ``EPIPE``, exactly as over IPv4. The same code,
-given ``127.0.0.1``, produces the same packets.
+RST, the second, made once that RST is back, fails with ``EPIPE``, exactly
+as over IPv4 (the rule for which ``send()`` fails is on the
+:ref:`central page <sphx_glr_auto_examples_02_close_01_close_then_send.py>`).
+The same code, given ``127.0.0.1``, produces the same packets.
 """
 
 # %%

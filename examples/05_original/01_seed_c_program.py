@@ -327,7 +327,10 @@ if runs:
 # descriptors. The seed's kernel closed the client's socket first, with the
 # byte ``a`` still unread in it, and that sends a reset; this kernel closes a
 # dying process's sockets newest first, so the server's goes first, and the
-# client's socket, once it has the FIN, has nothing left to reset.
+# client's socket, once it has the FIN, has nothing left to reset. That also
+# takes loopback timing: the server's FIN has already reached the client's
+# socket when the client's close runs; if it had not, the unread byte would
+# draw the same RST.
 # :ref:`Program exit without close() <sphx_glr_auto_examples_02_close_03_exit_without_close.py>`
 # shows both orders and why. The gap is the ``sleep(5)``, measured on the
 # capture's clock:
@@ -361,6 +364,25 @@ if runs:
         assert linger.value("netstat") == {
             "before close on client": BEFORE, "after close on client": [], "after send on server": []}
     socklab.show(linger.trace())
+
+# %%
+# The kernel's reasons
+# ---------------------
+# Each reset of these runs with the reason the kernel recorded for it (its
+# ``tcp:tcp_send_reset`` tracepoint; recorded as root only, elsewhere these
+# claims are reported as unchecked). With ``close()``, when the server's ACK of
+# the FIN went alone, the client's socket was already the timewait socket the
+# kernel keeps in ``FIN-WAIT-2`` when the byte arrived: ``TCP_TIMEWAIT_SOCKET``,
+# as on the central page. When the ACK rode on the byte, the client was still
+# in ``FIN-WAIT-1``; that case is claimed to draw one reset from the client,
+# its reason not checked. With ``shutdown()``, no reset at all; with
+# ``SO_LINGER {1, 0}``, ``close()`` itself resets (``TCP_STATE``, as on
+# :ref:`the SO_LINGER {1, 0} page <sphx_glr_auto_examples_03_reset_01_linger_zero.py>`).
+if runs:
+    ack_alone = seed_flow(close, ["server [P.]"], ["client [R]"])[4] == "server [.]"
+    close.expect(resets=[("client", "TCP_TIMEWAIT_SOCKET" if ack_alone else "")])
+    shut.expect(resets=[])
+    linger.expect(resets=[("client", "TCP_STATE")])
 
 # %%
 # Where this run ran

@@ -256,8 +256,9 @@ socklab.show(run.events())
 #    ``send(2)`` (``EPIPE``, ``MSG_NOSIGNAL``), ``recv(2)`` ("When a stream socket peer has
 #    performed an orderly shutdown, the return value will be 0"; ``MSG_PEEK``,
 #    ``MSG_DONTWAIT``), ``poll(2)`` (``POLLRDHUP``: "Stream socket peer closed connection,
-#    or shut down writing half of connection"); RFC 9293 section 3.10.7.4 (a segment
-#    arriving in FIN-WAIT-2 after the user's CLOSE), section 3.5.2 (reset generation:
+#    or shut down writing half of connection"); RFC 9293 section 3.6.1 ("if new data is
+#    received after CLOSE is called, its TCP implementation SHOULD send a RST"; the kernel
+#    answers from its timewait socket), section 3.5.2 (reset generation:
 #    "If the incoming segment has an ACK field, the reset takes its sequence number from
 #    the ACK field of the segment"); RFC 9112 section 9.3.1 ("Connections can be closed
 #    at any time, with or without intention. Implementations ought to anticipate the

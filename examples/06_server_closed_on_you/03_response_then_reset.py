@@ -113,8 +113,8 @@ run_writing = socklab.run(still_writing)
 
 # %%
 # The ``send()`` of the second half fails with ``ECONNRESET``: the reset is
-# reported to whichever call comes first, and this client's next call was a
-# ``send()``. The response was there all along: the next ``recv()``
+# reported to the next ``send()``, or to the first ``recv()`` that finds no
+# queued data, and this client's next call was a ``send()``. The response was there all along: the next ``recv()``
 # returns it, then ``b''`` (the reset was already reported). A client that reads when a
 # send fails gets the ``413``; one that gives up on the failed write can
 # only report a reset. The error reported by ``send()`` is not reported

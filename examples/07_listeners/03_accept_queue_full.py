@@ -158,10 +158,13 @@ def second_client_syns(run):
 # retransmitted twice, where ``TCP_SYNCNT`` 1 asked for once. This kernel
 # has a setting, ``tcp_syn_linear_timeouts`` (4 here, below), that keeps
 # the first SYN retransmission timeouts at 1 second instead of doubling
-# them, while the time at which it gives up is still the one the doubling
-# schedule gives: 2\ :sup:`n+1` - 1 seconds for *n* retransmissions,
-# 1 + 2 = 3 seconds here, which leaves room for two. The line under the
-# trace puts this run beside that rule, computed by ``syn_schedule`` below.
+# them, while the time limit is still the one the doubling schedule gives:
+# 2\ :sup:`n+1` - 1 seconds for *n* retransmissions. The kernel gives up at
+# the first timer expiry at or after that limit: at 1 + 2 = 3 seconds here,
+# which leaves room for two retransmissions; at 131 seconds with the
+# defaults (the limit is 127 s, but the expiries fall at 67 s, then 131 s).
+# The line under the trace puts this run beside that rule, computed by
+# ``syn_schedule`` below.
 socklab.show(run_full.results(), run_full.trace())
 print(f"connect() gave up after {gave_up_after:.3f} s")
 with run_full.claim("the line under the trace: when the second client's SYNs left"):

@@ -71,8 +71,11 @@ run = socklab.run(never_closes)
 # read). Look at the client's ``Timer`` column: ``timewait``, about a second.
 # The client's program has closed its socket, so nobody can ever read from it
 # again; Linux keeps such an orphan in ``FIN-WAIT-2`` only for
-# ``tcp_fin_timeout``, and holds it meanwhile as a light-weight time-wait
-# socket that ``ss`` still shows as ``FIN-WAIT-2``. A second later the client's
+# ``tcp_fin_timeout`` (or 3.5 retransmission timeouts, if that is longer: the
+# kernel's ``tcp_fin_time()``; the 1 s measured below shows that here
+# ``tcp_fin_timeout`` was the longer), and holds it
+# meanwhile as a light-weight time-wait socket that ``ss`` still shows as
+# ``FIN-WAIT-2`` (so with ``tcp_fin_timeout`` at 60 s or less, as here). A second later the client's
 # side is gone, and the server's ``CLOSE-WAIT`` is unchanged: it stays until
 # the server's program calls ``close()``. The server's ``recv()`` returns
 # ``b''``, the end of file that had been waiting since the first table:
@@ -89,7 +92,8 @@ socklab.show(run.results())
 # The handshake, the client's ``[F.]`` and the server's ``[.]``, then
 # nothing for a second: the client's kernel drops its side without a packet.
 # When the server finally closes, its ``[F.]`` reaches a port where no socket
-# is left, and the client's kernel answers it with ``[R]``. The reset ended
+# is left, and the client's kernel answers it with ``[R]`` (the kernel's
+# reason, checked at the end of the page: ``NO_SOCKET``). The reset ended
 # the server's socket; it changes nothing for anyone, but it is the only
 # packet that says the client's side had forgotten the connection.
 socklab.show(run.trace())
@@ -205,6 +209,7 @@ run.expect(
     },
     packets={4: {"flags": ".", "sport": PORT}},
 )
+run.expect(resets=[("no socket", "NO_SOCKET")])  # the [F.] found no socket to take it
 default.expect(
     values={FIN_TIMEOUT: "60"},
     states={"after the client's close": {"client": {"state": "FIN_WAIT2", "timer": "timewait"},

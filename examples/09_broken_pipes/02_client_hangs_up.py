@@ -214,5 +214,6 @@ socklab.show(unread.events())
 #    Python's exception hierarchy: ``ConnectionResetError`` ("Corresponds to
 #    errno ECONNRESET"), ``BrokenPipeError`` ("Corresponds to errno EPIPE and
 #    ESHUTDOWN"); RFC 9293 section 3.6.1 (a host that closes with received
-#    data pending "SHOULD send a RST to show that data was lost") and section
-#    3.10.7 (a segment for a closed connection draws a reset).
+#    data pending "SHOULD send a RST to show that data was lost"; and "if new
+#    data is received after CLOSE is called, its TCP implementation SHOULD send
+#    a RST", the rule behind the ``TCP_TIMEWAIT_SOCKET`` reset).

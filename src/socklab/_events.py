@@ -151,6 +151,28 @@ def _last_snapshot_state(run: Observed, role: str) -> State | None:
     return None
 
 
+#: How close in time (ns) a socket's own reset and its RST are recorded when the kernel aborts it.
+SAME_MOMENT_NS = 1_000_000
+
+
+def aborted_itself(run: Observed, event: ResetReceived) -> bool:
+    """Whether `event` is the kernel resetting its own socket rather than an RST arriving.
+
+    ``tcp:tcp_receive_reset`` fires in ``tcp_reset()``, which also runs when the
+    kernel aborts a socket itself (data arriving in FIN_WAIT1/FIN_WAIT2 after the
+    program shut down reading: ``TCP_ABORT_ON_DATA``). Then the same socket sends an
+    RST at the same moment. A socket that an arriving RST reset sends none: it is
+    closed, and what reaches it later is answered with no socket (``NO_SOCKET``).
+    """
+    def same(e: KernelEvent) -> bool:
+        if e.sk and event.sk:
+            return e.sk == event.sk
+        return (endpoint(e), peer(e)) == (endpoint(event), peer(event))
+
+    return any(isinstance(e, ResetSent) and same(e) and abs(e.time_ns - event.time_ns) <= SAME_MOMENT_NS
+               for e in run.kernel_events)
+
+
 def describe(run: Observed, event: KernelEvent) -> str:
     """One event in words, the kernel's names quoted: ``TCP_FIN_WAIT1 -> TCP_FIN_WAIT2``."""
     def name(state: State | None) -> str:
@@ -163,6 +185,9 @@ def describe(run: Observed, event: KernelEvent) -> str:
         where = f" by a socket in {name(event.state)}" if event.state is not None else " with no socket"
         return f"sent RST{where}: {event.reason or 'reason not recorded'}"
     if isinstance(event, ResetReceived):
+        if aborted_itself(run, event):
+            return (f"aborted by its own kernel in {name(event.state)} (tcp_reset), "
+                    "then sent the RST: no RST arrived")
         return f"reset taken in {name(event.state)} (tcp_reset)"
     state = getattr(event, "state", None)
     if kind == "Retransmit":

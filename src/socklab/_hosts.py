@@ -93,9 +93,14 @@ class SysctlError(ValueError):
     """A host's sysctl does not exist or could not be set."""
 
 
+def full_name(name: str) -> str:
+    """A sysctl's dotted name: a short name is TCP's (``tcp_fin_timeout``: ``net.ipv4.tcp_fin_timeout``)."""
+    return SYSCTLS.get(name, name if "." in name else f"net.ipv4.{name}")
+
+
 def _set(host: Host, name: str, value: object) -> str:
     """Write sysctl `name` in the calling thread's namespace (the host's); its value read back."""
-    full = SYSCTLS.get(name, name)
+    full = full_name(name)
     try:
         return _rtnl.write_sysctl(full, value)
     except OSError as e:
@@ -140,7 +145,7 @@ class Host:
 
     def sysctl(self, name: str, value: object | None = None) -> str:
         """Read (or write, then read back) sysctl `name` on this host."""
-        full = SYSCTLS.get(name, name)
+        full = full_name(name)
         with self:
             return _rtnl.read_sysctl(full) if value is None else _rtnl.write_sysctl(full, value)
 
@@ -149,12 +154,13 @@ class TwoHosts:
     """A client and a server host joined by a link the scenario controls. Use as a context manager."""
 
     def __init__(self, *, delay: float = 0.025, sysctls: Mapping[str, object] | None = None,
-                 client: Mapping[str, object] | None = None, server: Mapping[str, object] | None = None) -> None:
+                 client: Mapping[str, object] | None = None, server: Mapping[str, object] | None = None,
+                 start: bool = True) -> None:
         self._namespaces: list[int] = []
         self._settings: dict[str, dict[str, str]] = {}
         self.link: Link | None = None
         try:
-            self._build(delay, dict(sysctls or {}), dict(client or {}), dict(server or {}))
+            self._build(delay, dict(sysctls or {}), dict(client or {}), dict(server or {}), start)
         except BaseException as e:
             self.close()
             if isinstance(e, OSError):
@@ -164,7 +170,7 @@ class TwoHosts:
                 ) from e
             raise
 
-    def _build(self, delay: float, common: dict, client: dict, server: dict) -> None:
+    def _build(self, delay: float, common: dict, client: dict, server: dict, start: bool) -> None:
         names = ("client", "server")
         wire = self._namespace()
         spaces = {name: self._namespace() for name in names}
@@ -192,8 +198,9 @@ class TwoHosts:
                 _rtnl.add_address("eth0", host.ipv6, 64)
                 _rtnl.add_neighbour("eth0", other.ipv4, other.mac)
                 _rtnl.add_neighbour("eth0", other.ipv6, other.mac)
-                self._settings[host.name] = {SYSCTLS.get(k, k): _set(host, k, v) for k, v in given.items()}
-        self.link.start()
+                self._settings[host.name] = {full_name(k): _set(host, k, v) for k, v in given.items()}
+        if start:
+            self.link.start()
 
     def _namespace(self) -> int:
         fd = _rtnl.new_namespace()
@@ -220,6 +227,15 @@ class TwoHosts:
 
     def hosts(self) -> dict[str, Host]:
         return {"client": self.client, "server": self.server}
+
+    def inodes(self) -> dict[int, str]:
+        """Each host's namespace inode (what the kernel's events are filtered on), to its name."""
+        return {os.fstat(h.namespace).st_ino: h.name for h in self.hosts().values()}
+
+    def keep(self) -> list[int]:
+        """Duplicates of the hosts' namespace descriptors: while they are open, the namespaces
+        (and so their inode numbers) live on, whatever the scenario closed."""
+        return [os.dup(h.namespace) for h in self.hosts().values()]
 
     def settings(self) -> dict[str, Any]:
         """What this topology set, as plain data for the run's provenance."""
@@ -276,6 +292,35 @@ class TwoHosts:
             flags += "A"
         segment = TCP(sport=sport, dport=dport, flags=flags, seq=seq % 2**32, ack=(ack or 0) % 2**32)
         return self.send_to(target, ip / segment / payload if payload else ip / segment)
+
+
+@dataclasses.dataclass(frozen=True)
+class Wire:
+    """Two hosts joined by a link, for ``run(scenario, wire=Wire(delay=0.025))``.
+
+    The lab builds it before the scenario starts (so the kernel's events of both
+    hosts are recorded from their first packet) and hands it to the scenario as
+    ``lab.client``, ``lab.server`` and ``lab.link``. `delay` is one way, in seconds;
+    `sysctls` apply to both hosts, `client` and `server` to one (short names in
+    ``SYSCTLS``, or dotted names).
+    """
+
+    delay: float = 0.025
+    sysctls: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    client: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    server: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.delay, int | float) or not 0 <= self.delay <= 10:
+            raise ValueError(f"Wire(delay={self.delay!r}): a one-way delay in seconds, from 0 to 10")
+        for which in ("sysctls", "client", "server"):
+            given = getattr(self, which)
+            if not isinstance(given, Mapping) or not all(isinstance(k, str) for k in given):
+                raise TypeError(f"Wire({which}=...): a mapping of sysctl names to values, not {given!r}")
+
+    def build(self, start: bool = True) -> TwoHosts:
+        return TwoHosts(delay=self.delay, sysctls=self.sysctls, client=self.client, server=self.server,
+                        start=start)
 
 
 def sent_by(host: Host) -> Predicate:

@@ -55,7 +55,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import _capture, _counters, _degraded, _kernel, _netns, _ports, _records, _spawn, _states, _trace
+from . import _capture, _counters, _degraded, _hosts, _kernel, _netns, _ports, _records, _spawn, _states, _trace, _wire
 from ._records import Call, Calling, Exited, Failed, Finished, Frames, Named, Note, Snapshot, Started, Value
 from ._run import Run
 from ._vocab import Endpoint, State, short_repr
@@ -96,9 +96,11 @@ class Lab:
     """
 
     def __init__(self, send: Callable[[object], None], capture: _capture.Capture | None,
-                 isolation: _netns.Isolation, ports: _ports.Ports | None = None) -> None:
+                 isolation: _netns.Isolation, ports: _ports.Ports | None = None,
+                 net: _hosts.TwoHosts | None = None) -> None:
         self._send = send
         self._capture = capture
+        self._net = net
         self._frames_sent = 0
         self.isolation = isolation
         self._ports = ports or _ports.Ports(isolation.private)
@@ -123,12 +125,60 @@ class Lab:
         self._send_frames()
         self._send(record)
 
+    # -- two hosts -------------------------------------------------------------
+    @property
+    def net(self) -> _hosts.TwoHosts:
+        """The two hosts and their link, in a run given ``wire=socklab.Wire(...)``."""
+        if self._net is None:
+            raise AttributeError("this run has one host (loopback): two hosts and a link need "
+                                 "run(scenario, wire=socklab.Wire(delay=0.025))")
+        return self._net
+
+    @property
+    def client(self) -> _hosts.Host:
+        """The client host (192.0.2.1): ``with lab.client:`` makes sockets there."""
+        return self.net.client
+
+    @property
+    def server(self) -> _hosts.Host:
+        """The server host (192.0.2.2): ``with lab.server:`` makes sockets there."""
+        return self.net.server
+
+    @property
+    def link(self) -> _wire.Link:
+        """The link between the hosts: ``drop``, ``hold``/``release``, ``slow``, ``cut``/``restore``,
+        ``delay``; its own ``wait_packet`` returns the frame with its fate."""
+        assert self.net.link is not None
+        return self.net.link
+
     def finish(self) -> None:
         """End of the scenario: flush the capture, send the frames not sent yet and the ports used."""
         if self._capture is not None:
             self._capture.flush()
+        if self._net is not None:
+            self.finish_link()
         self._send_frames()
         self._send(_records.Ports(tuple(sorted(self._ports.mapped.items())), tuple(sorted(self._ports.bound))))
+
+    def finish_link(self) -> None:
+        """Stop the link and send its frames with their fates, once (also after a failed scenario)."""
+        net, self._net = self._net, None
+        if net is None or net.link is None:
+            return
+        link = net.link
+        # The capture ends with the scenario: what is on its way then is delivered (a held frame
+        # stays held, and is lost); what enters the link afterwards is not recorded.
+        end = time.time_ns()
+        if link.error is None:
+            for frame in link.frames():
+                if frame.fate == _wire.QUEUED:
+                    link.wait_settled(frame, link.delay + 1.0)
+        failed = link.error
+        settings = net.settings()
+        link.close()
+        self._send(_records.LinkFrames(tuple(f for f in link.frames() if f.sent_ns <= end), settings))
+        if failed is not None:
+            raise RuntimeError(f"the link's relay failed during the scenario: {failed!r}") from failed
 
     def _send_frames(self) -> None:
         if self._capture is None:
@@ -140,6 +190,11 @@ class Lab:
             self._send(Frames(tuple((f.time_ns, f.data) for f in new)))
 
     def _rows(self) -> tuple[_states.SocketRow, ...]:
+        if self._net is not None:
+            rows = []
+            for name, host_rows in self._net.sockets().items():
+                rows += [dataclasses.replace(row, host=name) for row in host_rows]
+            return tuple(sorted(rows, key=_states.table_order))
         rows = _states.snapshot()
         if not self.isolation.private:
             rows = self._only_own(rows)
@@ -148,18 +203,21 @@ class Lab:
     def _only_own(self, rows: list[_states.SocketRow]) -> list[_states.SocketRow]:
         """Without a private namespace: keep the sockets this process owns or owned.
 
-        Its own: open here and not before the scenario began; or closed (inode 0, an
+        Its own: open here and not before the scenario began; seen open here before (in a
+        snapshot, or by a ``lab`` call on it) and still open elsewhere (closed here while a
+        forked child, or a thread's blocked call, still holds it); or closed (inode 0, an
         orphan or a TIME_WAIT socket) and either seen open before or on a port of the
         run's own (``_ports``: chosen free for this run)."""
         inodes = _socket_inodes() - self._before
         own_ports = self._ports.own
+        seen = self._own | set(self._seen.values())
         kept = []
         for row in rows:
             if row.inode in inodes:
                 self._own.add((row.local, row.peer))
                 kept.append(row)
-            elif row.inode == 0 and ((row.local, row.peer) in self._own or row.local_port in own_ports
-                                     or row.peer_port in own_ports):
+            elif (row.local, row.peer) in seen or (
+                    row.inode == 0 and (row.local_port in own_ports or row.peer_port in own_ports)):
                 kept.append(row)
         return kept
 
@@ -270,7 +328,8 @@ class Lab:
         want = State.parse(state).machine if state else None
 
         def current() -> State | None:
-            for row in _states.snapshot(unix=False):
+            rows = _states.snapshot(unix=False) if self._net is None else self._rows()
+            for row in rows:
                 if (row.inode == inode) if inode else (row.local == key[0] and row.peer == key[1]):
                     return row.state.machine
             return None
@@ -292,10 +351,20 @@ class Lab:
         for what such a packet causes (every socket's data and FIN acknowledged)
         and says so in the run's notes.
         The packet is captured as it leaves its sender: to show its effect on the
-        receiver's state, follow with ``wait_state``.
+        receiver's state, follow with ``wait_state``. In a two-hosts run it waits until the
+        packet has left the link (delivered, or dropped by a rule); ``lab.link.wait_packet``
+        waits for it entering the link instead, and returns its frame.
         """
         timeout = _seconds(timeout)
         sport, dport = self._ports.translate(sport), self._ports.translate(dport)
+        if self._net is not None:  # the link is the capture: the packet as it entered the link
+            def fits(packet: _trace.Packet) -> bool:
+                return ((not sport or packet.sport == sport) and (not dport or packet.dport == dport)
+                        and (win is None or packet.win == win))
+
+            frame = self.link.wait_packet(flags, match=fits, after=after, timeout=timeout)
+            self.link.wait_settled(frame, timeout)
+            return
         if self._capture is None:
             self._wait_settled(f"[{flags}]" + (f" win={win}" if win is not None else ""), timeout,
                                window_shut=win == 0)
@@ -432,14 +501,24 @@ class _Exited:
 
 
 @dataclasses.dataclass(frozen=True)
+class _WireFailed:
+    """The supervisor could not build the run's two hosts (``_hosts.WireUnavailable``, ``SysctlError``)."""
+
+    kind: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
 class _NamespaceReady:
-    """The supervisor is in the run's namespace (its inode), and waits for the parent's go."""
+    """The supervisor is in the run's namespace (its inode), and waits for the parent's go.
+    In a two-hosts run, the hosts' namespaces too: {inode: host name}."""
 
     inode: int
+    hosts: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
 def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, parent: int, events: bool,
-               fd: int) -> None:
+               wire: _hosts.Wire | None, fd: int) -> None:
     """Body of the child (forked, or spawned from a threaded parent): run the scenario in a
     process of its own, end everything it left behind, report. Never returns.
 
@@ -471,15 +550,24 @@ def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, pare
                 events = False
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
         me = os.getpid()
+        net = None
+        if wire is not None:  # built here, so its namespaces are watched from their first event
+            try:
+                net = wire.build(start=False)
+            except BaseException as e:  # noqa: BLE001 - report it as the run's failure
+                _write_record(fd, _WireFailed(type(e).__name__, str(e)))
+                _write_record(fd, _Exited(0, ""))
+                os._exit(0)
         if events:
-            _write_record(fd, _NamespaceReady(os.stat("/proc/self/ns/net").st_ino))
+            _write_record(fd, _NamespaceReady(os.stat("/proc/self/ns/net").st_ino,
+                                              net.inodes() if net is not None else {}))
             if signal.sigtimedwait({signal.SIGUSR1}, STOP_GRACE) is None:
                 os._exit(0)  # the parent did not answer: it is gone
         pid = os.fork()
         if pid == 0:
             if events:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
-            _scenario_process(scenario, isolation, fd, me, previous_sigterm)
+            _scenario_process(scenario, isolation, fd, me, previous_sigterm, net)
         scenario_fd = os.pidfd_open(pid)
         stopped = ""
         try:
@@ -506,7 +594,7 @@ def _supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, pare
 
 
 def _scenario_process(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, fd: int,
-                      supervisor: int, sigterm: Any) -> None:
+                      supervisor: int, sigterm: Any, net: _hosts.TwoHosts | None = None) -> None:
     """Body of the scenario's process (the supervisor's child). Never returns."""
     code = 0
     try:
@@ -519,18 +607,21 @@ def _scenario_process(scenario: Callable[[Lab], Any], isolation: _netns.Isolatio
             _write_record(fd, record)
 
         capture = None
-        if isolation.capture:
+        if net is not None:  # the link is the capture
+            assert net.link is not None
+            net.link.start()
+        elif isolation.capture:
             try:  # in the host's namespace, the kernel filters for the run's own ports
                 capture = _capture.Capture("lo", ports=None if isolation.private else set())
             except OSError as e:
                 isolation = dataclasses.replace(isolation, capture=False,
                                                 reason=f"opening the capture failed: {e}", fix=_netns.FIX_CAPTURE)
-        send(Started(platform.release(), isolation.mode, capture is not None, isolation.reason,
+        send(Started(platform.release(), isolation.mode, capture is not None or net is not None, isolation.reason,
                      isolation.fix, time.time_ns()))
         ports = _ports.Ports(isolation.private)
-        lab = Lab(send, capture, isolation, ports)
+        lab = Lab(send, capture, isolation, ports, net)
         ports.install()
-        counters = _counters.read_counters() if isolation.private else None  # the namespace's own
+        counters = _read_counters(net) if isolation.private else None  # the namespace's own, or each host's
         try:
             try:
                 scenario(lab)
@@ -538,16 +629,38 @@ def _scenario_process(scenario: Callable[[Lab], Any], isolation: _netns.Isolatio
                 send(_degraded.stop_record(e))
             lab.finish()
             if counters is not None:
-                changed = _counters.changed(counters, _counters.read_counters())
+                changed = _counter_changes(counters, _read_counters(net))
                 send(_records.Counters(tuple(sorted(changed.items()))))
             send(Finished(time.time_ns()))
         except BaseException as e:  # noqa: BLE001 - report everything to the parent
+            try:
+                lab.finish_link()
+            except BaseException:  # noqa: BLE001, S110 - the scenario's own failure is the one to report
+                pass
             lab._send_frames()
             send(Failed(type(e).__name__, str(e), traceback.format_exc()))
     except BaseException:  # noqa: BLE001
         code = 70
     finally:
         os._exit(code)
+
+
+def _read_counters(net: _hosts.TwoHosts | None) -> dict[str, dict[str, int]]:
+    """The TCP counters of the run's namespace ({"": reading}); in a two-hosts run, each
+    host's ({"client:": reading, "server:": reading})."""
+    if net is None:
+        return {"": _counters.read_counters()}
+    out = {}
+    for name, host in net.hosts().items():
+        with host:
+            out[f"{name}:"] = _counters.read_counters()
+    return out
+
+
+def _counter_changes(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The counters that moved, named ``TCPAbortOnData`` (or ``server:TCPAbortOnData``)."""
+    return {prefix + name: moved for prefix in before
+            for name, moved in _counters.changed(before[prefix], after[prefix]).items()}
 
 
 def _write_record(fd: int, record: object) -> None:
@@ -651,7 +764,7 @@ def _seconds(value: object, name: str = "timeout", zero: bool = True) -> float:
 
 
 def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-        allow_signals: bool = False, kernel_events: bool = True) -> Run:
+        allow_signals: bool = False, kernel_events: bool = True, wire: _hosts.Wire | None = None) -> Run:
     """Run `scenario(lab)` in a private network namespace and return what it did.
 
     The scenario runs in a forked child; this returns a ``Run`` with the socket
@@ -660,7 +773,10 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     ``ScenarioKilled`` when a signal killed it (unless `allow_signals`, in
     which case the ``Run`` says which signal, in ``run.killed_by``). As root, in a
     private namespace, the kernel's own events are recorded too (``kernel_events=False``
-    turns that off; the run then says so). Processes
+    turns that off; the run then says so). With `wire` (``socklab.Wire(delay=0.025)``) the
+    scenario gets two hosts joined by a link it controls (``lab.client``, ``lab.server``,
+    ``lab.link``), and the link is the run's capture; this needs network namespaces
+    (``WireUnavailable`` otherwise). Processes
     the scenario started and left running are killed when it ends, and named
     in the run's notes. ``KeyboardInterrupt`` stops the run (nothing is left
     running) and is raised again.
@@ -670,6 +786,11 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     timeout = _seconds(timeout, zero=False)
     name = name or str(getattr(scenario, "__name__", "scenario"))
     isolation = _netns.probe()
+    if wire is not None and not isinstance(wire, _hosts.Wire):
+        raise TypeError(f"run(..., wire=...) takes a socklab.Wire(delay=...), not {wire!r}")
+    if wire is not None and not isolation.private:
+        raise _hosts.WireUnavailable(f"scenario {name!r} needs two hosts joined by a link, which need network "
+                                     f"namespaces: {isolation.reason}. Fix: {isolation.fix or _netns.FIX_NAMESPACES}")
     _capture.keep_timestamping_on()
     recorder = _kernel.recorder() if isolation.mode == "netns" and kernel_events else None
     live = recorder if isinstance(recorder, _kernel.Recorder) else None
@@ -677,7 +798,7 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     r, w = os.pipe()
     parent = os.getpid()
     # fork, or spawn a fresh interpreter if this process has threads (_spawn)
-    pid = _spawn.start(_supervise, (scenario, isolation, parent, watching), w)
+    pid = _spawn.start(_supervise, (scenario, isolation, parent, watching, wire), w)
     os.close(w)
     try:
         os.setpgid(pid, pid)  # also done by the child: whichever runs first, killpg works
@@ -704,7 +825,8 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     _kill_group(pid)  # whatever escaped the supervisor, before its pid (our group id) is freed
     _, supervisor_status = os.waitpid(pid, 0)
     exited = next((rec for rec in records if isinstance(rec, _Exited)), None)
-    records = [rec for rec in records if not isinstance(rec, _Exited | _NamespaceReady)]
+    wire_failed = next((rec for rec in records if isinstance(rec, _WireFailed)), None)
+    records = [rec for rec in records if not isinstance(rec, _Exited | _NamespaceReady | _WireFailed)]
     if exited is not None and os.WIFSIGNALED(exited.status):
         records.append(Exited(signal.Signals(os.WTERMSIG(exited.status)).name, None, timed_out))
     elif exited is not None:
@@ -714,6 +836,10 @@ def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: flo
     if timed_out:
         raise ScenarioTimeout(f"scenario {name!r} did not finish within {timeout}s and was killed; "
                               f"its last recorded step was: {last}")
+    if wire_failed is not None:  # the lab's, not the scenario's
+        kind = getattr(_hosts, wire_failed.kind, None)
+        raise (kind if isinstance(kind, type) and issubclass(kind, Exception) else _hosts.WireUnavailable)(
+            f"scenario {name!r}: {wire_failed.message}")
     failed = next((rec for rec in records if isinstance(rec, Failed)), None)
     if failed is not None:
         raise ScenarioError(f"scenario {name!r} raised {failed.kind}: {failed.message}\n\n"
@@ -760,16 +886,17 @@ class _KernelWatch:
         if self.recorder is None:
             return
         if isinstance(record, _NamespaceReady):
-            self.recorder.watch(record.inode)
+            self.recorder.watch(record.inode, hosts=record.hosts or None)
             self.watching = self.watched = True
             os.kill(self.supervisor, signal.SIGUSR1)
-        elif isinstance(record, _Exited) and self.watching:
-            try:
-                self.events = self.recorder.stop()
-            except TimeoutError as e:  # no end marker: say so, never guess
-                self.error = str(e)
-            self.watching = False
-            os.kill(self.supervisor, signal.SIGUSR1)
+        elif isinstance(record, _Exited) and self.watched:
+            if self.watching:
+                try:
+                    self.events = self.recorder.stop()
+                except TimeoutError as e:  # no end marker: say so, never guess
+                    self.error = str(e)
+                self.watching = False
+            os.kill(self.supervisor, signal.SIGUSR1)  # it waits for this before letting its namespace go
 
     def cancel(self) -> None:
         if self.recorder is not None and self.watching:

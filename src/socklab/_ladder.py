@@ -58,7 +58,7 @@ _WORDS = (("S", "SYN"), ("F", "FIN"), ("R", "RST"), ("P", "PSH"), ("U", "URG"), 
           ("W", "CWR"), (".", "ACK"))
 _X_TIME, _X = 1.05, (1.9, 5.6)  # time labels' right edge; left and right lifelines
 _SIDES = ("left", "right")
-_ROW = {"packet": 0.44, "call": 0.3, "state": 0.36}
+_ROW = {"packet": 0.44, "call": 0.3, "state": 0.36, "arrive": 0.16}
 _TOP, _BOTTOM = 0.95, 0.5
 
 
@@ -144,6 +144,9 @@ def events(run: Observed, emphasise: str | None = "R") -> tuple[tuple[Endpoint, 
             rows.append({"kind": "packet", "time_ns": p.time_ns, "packet": p, "from": sides.index(p.source),
                          "emphasised": bool(emphasise) and all(f in p.flags for f in emphasise or ""),
                          "reason": reasons.get(p.index)})
+            if p.fate and p.arrived_ns is not None and p.fate != "injected":  # across a link: where it lands
+                rows.append({"kind": "arrive", "time_ns": p.arrived_ns, "packet": p,
+                             "to": 1 - sides.index(p.source)})
     for j, c in enumerate(run.calls):
         local, peer = c.socket.local, c.socket.peer
         if local in sides and (peer is None or peer in sides or c.socket.listening):
@@ -240,14 +243,25 @@ def ladder(run: Observed, *, emphasise: str | None = "R") -> Figure:
             ax.text(x, 0.6, str(sides[side]), ha="center", va="center", fontsize=SMALL, color=MUTED)
         ax.plot([x, x], [0.78, y_end - 0.1], color=MUTED, lw=1.2, zorder=1,
                 gid=f"lifeline-{_SIDES[side]}")
+    if run.wire is not None:
+        notes.append(f"two hosts, one-way delay {run.wire['delay'] * 1000:g} ms; an arrow spans the packet's "
+                     "time on the link")
+        height += 0.2
     t0 = packets[0]["time_ns"] if packets else (rows[0]["time_ns"] if rows else 0)
     y, counts = _TOP, {"left": 0, "right": 0}
+    landing = {r["packet"].index: r for r in rows if r["kind"] == "arrive"}
+    departed: dict[int, tuple[dict, float]] = {}
     for n, row in enumerate(rows):
         mid = y + _ROW[row["kind"]] / 2
         ms = (row["time_ns"] - t0) / 1e6
         ax.text(_X_TIME, mid, f"{ms:+.3f} ms" if abs(ms) < 1000 else f"{ms / 1000:+.3f} s", ha="right",
                 va="center", fontsize=SMALL, color=MUTED, gid=f"time-{n}")
-        if row["kind"] == "packet":
+        if row["kind"] == "packet" and row["packet"].index in landing:
+            departed[row["packet"].index] = (row, mid)  # drawn when its landing row is placed
+        elif row["kind"] == "arrive":
+            start_row, start_mid = departed.pop(row["packet"].index)
+            _draw_packet(ax, start_row, start_mid, land=mid)
+        elif row["kind"] == "packet":
             _draw_packet(ax, row, mid)
         elif row["kind"] == "call":
             x = _X[row["side"]]
@@ -280,18 +294,26 @@ def _height(row: dict) -> float:
     return _ROW[row["kind"]] + (0.2 if row.get("reason") else 0.0)
 
 
-def _draw_packet(ax: Axes, row: dict, mid: float) -> None:
+def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> None:
+    """One packet's arrow: across its row, or (on a link) from its row down to where it `land`s;
+    a packet the link lost ends halfway, crossed out."""
     from matplotlib.patches import FancyArrowPatch
 
     p: Packet = row["packet"]
     start, end = _X[row["from"]], _X[1 - row["from"]]
-    y0, y1 = mid - 0.02, mid + 0.16
+    y0, y1 = mid - 0.02, (mid + 0.16 if land is None else land)
     colour = EMPHASIS if row["emphasised"] else FIN_BLUE if "F" in p.flags else INK
-    ax.add_patch(FancyArrowPatch((start, y0), (end, y1), arrowstyle="-|>", mutation_scale=14 if
+    if p.fate in ("dropped", "cut", "lost"):
+        end, y1 = (start + end) / 2, (y0 + y1) / 2 + 0.1
+        ax.plot([end], [y1], marker="x", ms=11, mew=2.5, color=EMPHASIS, zorder=3, gid=f"packet-{p.index}-lost")
+        ax.text(end, y1 + 0.1, {"dropped": "dropped by the link", "cut": "lost: link cut"}.get(p.fate, "lost"),
+                ha="center", va="top", fontsize=SMALL, color=EMPHASIS, style="italic")
+    ax.add_patch(FancyArrowPatch((start, y0), (end, y1), arrowstyle="-|>" if p.fate not in (
+                                     "dropped", "cut", "lost") else "-", mutation_scale=14 if
                                  row["emphasised"] else 11, lw=2.8 if row["emphasised"] else 1.3,
                                  color=colour, zorder=2, shrinkA=0, shrinkB=1, gid=f"packet-{p.index}"))
     words = flag_words(p.flags) + (f" {p.length} byte{'s' if p.length != 1 else ''}" if p.length else "")
-    centre, text_y = (start + end) / 2, (y0 + y1) / 2 - 0.07
+    centre, text_y = (_X[0] + _X[1]) / 2, (y0 + (mid + 0.16)) / 2 - 0.07
     ax.text(centre - 0.06, text_y, words, ha="right", va="bottom", fontsize=FONT, color=colour,
             weight="bold", gid=f"packet-{p.index}-label")
     ax.text(centre + 0.06, text_y, _details(p), ha="left", va="bottom", fontsize=SMALL, color=MUTED,
@@ -314,7 +336,11 @@ def ladder_alt(run: Observed, *, emphasise: str | None = "R") -> str:
             size = f" with {p.length} byte{'s' if p.length != 1 else ''}" if p.length else ""
             mark = " (emphasised)" if row["emphasised"] else ""
             why = f", the kernel's reason {row['reason']}" if row.get("reason") else ""
-            parts.append(f"{roles[row['from']]} sends {flag_words(p.flags)}{size}{mark}{why}")
+            fate = {"dropped": ", which the link drops", "cut": ", lost on the cut link",
+                    "lost": ", still on the link at the end"}.get(p.fate, "")
+            parts.append(f"{roles[row['from']]} sends {flag_words(p.flags)}{size}{mark}{why}{fate}")
+        elif row["kind"] == "arrive":
+            parts.append(f"the {flag_words(row['packet'].flags)} reaches {roles[row['to']]}")
         elif row["kind"] == "call":
             parts.append(f"{roles[row['side']]} {row['text']}")
         else:

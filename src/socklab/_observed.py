@@ -16,6 +16,7 @@ the packets between the scenario's own sockets.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from typing import Any
@@ -29,6 +30,7 @@ from ._records import (
     Exited,
     Frames,
     KernelEvents,
+    LinkFrames,
     Named,
     Note,
     Ports,
@@ -57,6 +59,14 @@ class Observed:
         self.values: dict[str, Any] = {r.name: r.value for r in records if isinstance(r, Value)}
         self.notes: list[str] = [r.text for r in records if isinstance(r, Note)]
         self.frames: list[tuple[int, bytes]] = [f for r in records if isinstance(r, Frames) for f in r.frames]
+        link = next((r for r in records if isinstance(r, LinkFrames)), None)
+        #: A two-hosts run's link frames (``_wire.LinkFrame``: sender, fate, times), in the order
+        #: they entered the link; empty on loopback. They are the run's capture then.
+        self.link_frames: list[Any] = list(link.frames) if link else []
+        #: What a two-hosts run's topology set (delay, addresses, sysctls per host); None on loopback.
+        self.wire: dict[str, Any] | None = link.settings if link else None
+        if link:
+            self.frames = [(f.sent_ns, f.data) for f in self.link_frames]
         self.names: list[Named] = [r for r in records if isinstance(r, Named)]
         kernel = next((r for r in records if isinstance(r, KernelEvents)), None)
         #: The kernel's own events of the run's namespace (``_kevents`` records), in order.
@@ -88,7 +98,10 @@ class Observed:
         one, only the packets between the scenario's own sockets are kept.
         """
         packets = _trace.dissect(self.frames)
-        if not self.isolation.private:
+        if self.link_frames:  # each segment's fate on the link
+            packets = [dataclasses.replace(p, arrived_ns=f.arrived_ns, fate=f.fate, rule=f.rule or "")
+                       for p in packets for f in (self.link_frames[p.frame],)]
+        elif not self.isolation.private:
             own = self._own_ports()
             packets = [p for p in packets if p.sport in own and p.dport in own]
         return packets

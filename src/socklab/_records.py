@@ -95,6 +95,15 @@ class Frames:
 
 
 @dataclasses.dataclass(frozen=True)
+class LinkFrames:
+    """A two-hosts run's link: every frame with its fate (``_wire.LinkFrame``), and what the
+    topology set (``TwoHosts.settings()``: delay, addresses, sysctls per host)."""
+
+    frames: tuple[Any, ...]
+    settings: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class Started:
     """First record of every run: where and how it ran."""
 

@@ -8,8 +8,8 @@ column means what it means in ``ss``:
 
 * TCP: ``idiag_rqueue``/``idiag_wqueue``. For an ESTABLISHED-like socket they
   are ``rcv_nxt - copied_seq`` and ``write_seq - snd_una``: bytes (and a FIN,
-  which takes a sequence number) received but not read, and sent but not
-  acknowledged. That is why the seed's CLOSE_WAIT socket shows Recv-Q 1. For a
+  which takes a sequence number) received but not read, and written by the
+  program but not acknowledged, whether sent or not. That is why the seed's CLOSE_WAIT socket shows Recv-Q 1. For a
   LISTEN socket they are the accept queue and the backlog.
 * Unix stream: ``UNIX_DIAG_RQLEN``: bytes queued to read and to be read by the
   peer (for LISTEN: pending connections and backlog).
@@ -51,6 +51,7 @@ class SocketRow:
     timer: str = ""  #: like ss -o: "timewait,60sec,0" ("" when none)
     inode: int = 0
     timer_ms: int | None = None  #: milliseconds left on the timer (None when there is no timer)
+    host: str = ""  #: the host it lives on, in a two-host run ("" otherwise)
 
     @property
     def local_port(self) -> int | None:

@@ -56,6 +56,44 @@ def syn_timeout(tcp_syn_retries: int = 6) -> float:
     return model_timeout(tcp_syn_retries, TCP_TIMEOUT_INIT)
 
 
+def syn_schedule(tcp_syn_retries: int = 6, linear_timeouts: int = 4) -> tuple[list[float], float]:
+    """When ``connect()`` retransmits an unanswered SYN, and when it gives up (seconds from the first SYN).
+
+    Since Linux 6.5 (``tcp_syn_linear_timeouts``, 4 by default) the retransmission timer keeps
+    its initial 1 s for the first `linear_timeouts` expiries and doubles only after them
+    (``tcp_retransmit_timer``: ``total_rto > tcp_syn_linear_timeouts``). At each expiry
+    ``tcp_write_timeout`` gives up when either the SYN has been retransmitted
+    ``tcp_syn_retries + tcp_syn_linear_timeouts`` times, or the time since the first SYN
+    (``retrans_stamp``, set by ``tcp_connect``) reaches ``syn_timeout(tcp_syn_retries)``.
+    The defaults give 10 retransmissions and 131 s; before 6.5 (``linear_timeouts=0``) 6 and 127 s.
+    Returns (the retransmissions' times, the time it gives up).
+    """
+    allowed = syn_timeout(tcp_syn_retries)
+    rto, now = TCP_TIMEOUT_INIT, 0.0
+    sent: list[float] = []
+    for expiry in range(1, 64):
+        now += rto
+        if len(sent) >= tcp_syn_retries + linear_timeouts or now >= allowed - 1e-9:
+            return sent, now
+        sent.append(now)
+        if expiry > linear_timeouts:
+            rto = min(rto * 2, TCP_RTO_MAX)
+    raise ValueError(f"no end to the SYN schedule for tcp_syn_retries={tcp_syn_retries}")
+
+
+def keepalive_timeout(idle: float = 7200, interval: float = 75, probes: int = 9) -> float:
+    """When an idle connection with ``SO_KEEPALIVE`` and a silent peer is given up: the first probe
+    after `idle` seconds (``tcp_keepalive_time``), then `probes` unanswered probes `interval` apart
+    (``tcp_keepalive_intvl``, ``tcp_keepalive_probes``): 7875 s by default."""
+    return idle + interval * probes
+
+
+#: An orphaned FIN-WAIT-2 socket lasts ``tcp_fin_timeout`` (60 s by default).
+FIN_TIMEOUT = 60.0
+#: TIME-WAIT lasts ``TCP_TIMEWAIT_LEN``, a constant (``include/net/tcp.h``: 60 * HZ); no sysctl changes it.
+TIMEWAIT_LEN = 60.0
+
+
 def backoff(first_rto: float, n: int, rto_max: float = TCP_RTO_MAX) -> list[float]:
     """The first `n` retransmission intervals starting from `first_rto`, doubling, capped."""
     return [min(first_rto * 2**i, rto_max) for i in range(n)]

@@ -48,6 +48,11 @@ class Packet:
     options: str  #: "mss 65495,sackOK,TS,nop,wscale 7" ("" when none)
     payload: bytes = b""
     frame: int = 0  #: index of the captured frame it came from
+    #: On a two-hosts link: when it left the link (None if it never did), and what became of it
+    #: ("delivered", "dropped", "cut", "lost", "injected"; "" on loopback).
+    arrived_ns: int | None = None
+    fate: str = ""
+    rule: str = ""  #: the link rule that dropped, held or slowed it
 
     @property
     def sport(self) -> int:

@@ -17,6 +17,7 @@ from . import _events, _roles
 from ._observed import Observed
 from ._render import Group, Lines, Table
 from ._states import SocketRow
+from ._trace import Packet
 from ._version import __version__
 from ._vocab import short_repr
 
@@ -34,16 +35,17 @@ def states(run: Observed, *labels: str) -> Group:
         earlier = list(run.snapshots[i - 1].rows) if i else []
         matched = match_rows(earlier, snap.rows)
         rows, classes = [], []
+        hosts = any(row.host for row in snap.rows)
         for name, row in zip(_roles.roles(run, snap.rows), snap.rows, strict=True):
             prior = matched.get(id(row))
-            rows.append([name, row.state.ss, str(row.recv_q), str(row.send_q), str(row.local), str(row.peer),
-                         row.timer])
+            rows.append([name, *([row.host] if hosts else []), row.state.ss, str(row.recv_q), str(row.send_q),
+                         str(row.local), str(row.peer), row.timer])
             changed = i and (prior is None or prior.state != row.state or prior.recv_q != row.recv_q)
             classes.append("changed" if changed else "")
         kept = {id(r) for r in matched.values()}
         notes = [f"gone since {run.snapshots[i - 1].label!r}: {_roles.role(run, r)} {r.local} -> {r.peer} "
                  f"(was {r.state.ss})" for r in earlier if id(r) not in kept]
-        columns = _COLUMNS
+        columns = [_COLUMNS[0], "Host", *_COLUMNS[1:]] if hosts else _COLUMNS
         if not any(r[-1] for r in rows):
             columns, rows = columns[:-1], [r[:-1] for r in rows]
         tables.append(Table(snap.label, columns, rows, classes, notes, empty="(no sockets: the table is empty)"))
@@ -57,8 +59,20 @@ def trace(run: Observed) -> Lines:
     packets = run.packets
     t0 = packets[0].time_ns if packets else 0
     classes = ["rst" if "R" in p.flags else "fin" if "F" in p.flags else "" for p in packets]
-    return Lines("packets (tcpdump -i lo, relative sequence numbers)", [p.line(t0) for p in packets],
-                 classes, empty="(no packets were sent)")
+    if run.wire is None:
+        return Lines("packets (tcpdump -i lo, relative sequence numbers)", [p.line(t0) for p in packets],
+                     classes, empty="(no packets were sent)")
+    return Lines("packets on the link, as each entered it (relative sequence numbers)",
+                 [p.line(t0) + _fate(p) for p in packets], classes, empty="(no packets were sent)")
+
+
+def _fate(packet: Packet) -> str:
+    """What the link did to a packet, where it did not simply deliver it."""
+    if packet.fate in ("", "delivered"):
+        return ""
+    why = {"dropped": "DROPPED by the link", "cut": "LOST: the link was cut", "lost": "LOST: still on the link "
+           "when the run ended", "injected": "FORGED: put on the link by the scenario"}.get(packet.fate, packet.fate)
+    return f"  <- {why}" + (f" (rule {packet.rule!r})" if packet.rule and packet.fate == "dropped" else "")
 
 
 def results(run: Observed) -> Table:
@@ -96,12 +110,17 @@ def events(run: Observed) -> Table:
         return Table("kernel events", [], [], empty=f"(none: {why}{fix})", spelling="kernel")
     rows, classes = [], []
     t0 = _start(run)
+    hosts = any(getattr(e, "host", "") for e in run.kernel_events)
     for e in run.kernel_events:
-        rows.append([_ms(t0, e.time_ns), _events.whose(run, e) or "–", _events.describe(run, e)])
+        rows.append([_ms(t0, e.time_ns), *([e.host or "–"] if hosts else []), _events.whose(run, e) or "–",
+                     _events.describe(run, e)])
         classes.append("rst" if type(e).__name__ == "ResetSent" else "")
     notes = [f"not recorded on this kernel: {what} ({why})" for what, why in run.events_missing.items()]
     if run.counters:
         notes.append("counters that changed: " + ", ".join(f"{k} +{v}" for k, v in sorted(run.counters.items())))
+    if hosts:
+        return Table("kernel events (tracepoints of this run's two hosts)", ["time", "host", "socket", "event"],
+                     rows, classes, notes, spelling="kernel")
     return Table("kernel events (tracepoints of this run's network namespace)", ["time", "socket", "event"],
                  rows, classes, notes, spelling="kernel")
 
@@ -129,6 +148,8 @@ def timeline(run: Observed) -> Table:
 def about(run: Observed, unchecked: Sequence[str] = ()) -> Table:
     """Where this ran: kernel, isolation, capture, notes; and claims that could not be checked."""
     notes = list(run.notes)
+    if run.wire is not None:
+        notes.insert(0, wire_text(run.wire))
     if run.isolation.reason:
         notes.insert(0, f"WARNING: {run.isolation.reason}. Fix: {run.isolation.fix}")
     if run.events_unavailable and run.events_unavailable != "the run recorded no kernel events":
@@ -138,6 +159,20 @@ def about(run: Observed, unchecked: Sequence[str] = ()) -> Table:
     where = run.isolation.describe().split(". Missing")[0]
     return Table(f"{run.name}: Linux {run.kernel}, {when}, socklab {__version__}; {where}",
                  [], [], notes=notes, empty="")
+
+
+def wire_text(wire: dict) -> str:
+    """A two-hosts run's topology in one line: hosts, delay, the sysctls it set."""
+    hosts = wire["hosts"]
+    delay = wire["delay"]
+    parts = [f"two hosts joined by a link: client {hosts['client']['ipv4']}, server {hosts['server']['ipv4']}; "
+             f"one-way delay {delay * 1000:g} ms (round trip {2 * delay * 1000:g} ms)"]
+    for name, host in hosts.items():
+        if host["sysctls"]:
+            parts.append(f"{name}: " + ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in host["sysctls"].items()))
+    if not wire.get("realtime relay", True):
+        parts.append("the relay ran without real-time priority, so its delays are only as exact as the scheduler")
+    return "; ".join(parts)
 
 
 def match_rows(earlier: Sequence[SocketRow], now: Sequence[SocketRow]) -> dict[int, SocketRow]:

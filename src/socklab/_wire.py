@@ -267,6 +267,17 @@ class Link:
                                f"(after={after}, fate={fate}) on the link within {timeout}s")
         return found
 
+    def wait_settled(self, frame: LinkFrame, timeout: float = 2.0) -> LinkFrame:
+        """Wait until `frame` is no longer on its way (delivered, dropped, cut; a held frame waits
+        for ``release()``); return it as it is then."""
+        found = self._wait(lambda: (f if (f := self._frames[frame.index]).fate not in (QUEUED, HELD) else None),
+                           timeout)
+        if found is None:
+            raise TimeoutError(f"frame {frame.index} ({frame.packet.flags if frame.packet else '?'} from "
+                               f"{frame.sender}) was still {self._frames[frame.index].fate} on the link after "
+                               f"{timeout}s")
+        return found
+
     def wait_held(self, n: int, timeout: float = 2.0) -> list[LinkFrame]:
         """Wait until `n` frames are held on the link; return them."""
         found = self._wait(lambda: [self._frames[i] for i in self._held] if len(self._held) >= n else None,
@@ -280,7 +291,7 @@ class Link:
         with self._changed:
             now = time.time_ns()
             self._sock.sendto(data, (self._ifname[toward], 0))
-            frame = LinkFrame(len(self._frames), "wire", toward, now, time.time_ns(), INJECTED, None, data)
+            frame = LinkFrame(len(self._frames), "wire", toward, now, now, INJECTED, None, data)
             self._frames.append(frame)
             self._packets.append(_trace.parse(data, now, frame.index))
             self._changed.notify_all()
@@ -416,7 +427,10 @@ class Link:
                 if self._cut:
                     self._frames[index] = dataclasses.replace(frame, fate=CUT)
                     continue
+                # stamped before sending: delivery into the host is synchronous, and its answer
+                # can be stamped on our socket before sendto() returns
+                left = time.time_ns()
                 self._sock.sendto(frame.data, (self._ifname[frame.receiver], 0))
-                self._frames[index] = dataclasses.replace(frame, arrived_ns=time.time_ns(), fate=DELIVERED)
+                self._frames[index] = dataclasses.replace(frame, arrived_ns=left, fate=DELIVERED)
             self._changed.notify_all()
 
