@@ -190,6 +190,11 @@ class Run(Observed):
         here: every value in the matrix is read from the run.
         """
         for key in (closer, *sends, *([recv] if recv else [])):
-            self.call(key)  # fail now, with the known names, on a typo
+            try:
+                self.call(key)  # fail now, with the known names, on a typo
+            except KeyError:
+                if not self.stopped:
+                    raise
+                return self  # a run that stopped before the call has nothing for the matrix
         self.summary = {"closer": closer, "sends": list(sends), "recv": recv}
         return self
