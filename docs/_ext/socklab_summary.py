@@ -124,13 +124,13 @@ def errno_rows(run: Run) -> list[list[str]]:
 # Every recorded call that failed is indexed by the message a program is shown: the
 # strerror of its errno ("Connection reset by peer", the text after "[Errno 104] " in a
 # traceback), or the message of an exception that carries no errno ("Remote end closed
-# connection without response"). Beside each, what reached the caller's socket before the
-# call failed: the FINs and RSTs addressed to it since its connection began (its last SYN),
-# each RST with the reason its sender's kernel recorded and the state the caller's kernel
-# took it in; for a connect that got neither, the SYNs no SYN-ACK answered; for a call on
-# no TCP connection, that no packet was involved. That column is what tells two runs with
-# the same message apart. All of it is read from the run; nothing about which page
-# produces which message is written anywhere.
+# connection without response"). Beside each, what was on the wire before the call failed:
+# the FINs and RSTs of the caller's connection since it began (its last SYN), either way,
+# each RST with the reason its sender's kernel recorded and, for one it received, the state
+# the caller's kernel took it in; for a connect that got neither, the SYNs no SYN-ACK
+# answered; for a call on no TCP connection, that no packet was involved. That column is
+# what tells two runs with the same message apart. All of it is read from the run; nothing
+# about which page produces which message is written anywhere.
 
 #: The messages the index must list (issue 15). A build in which one of them was produced
 #: by no run fails: the index never lists a message it cannot show a run for.
@@ -144,7 +144,7 @@ LISTED_MESSAGES = [
     "Remote end closed connection without response",
 ]
 
-ERROR_COLUMNS = ["call", "raised", "socket before the call", "what reached the caller's socket",
+ERROR_COLUMNS = ["call", "raised", "socket before the call", "on the wire before the call",
                  "earlier error on that socket"]
 
 _ERRNO_PREFIX = re.compile(r"^\[Errno \d+\] ")
@@ -206,12 +206,15 @@ def _taken_in(run: Run, packet, local: Endpoint) -> str:
     return f", taken in {taken[0].state.ss}"
 
 
-def reached_caller(run: Run, call: Call) -> str:
-    """What reached the caller's socket before `call` failed (see the comment above ``LISTED_MESSAGES``)."""
-    local = call.socket.local if _is_tcp(call.socket.local) else None
+def on_the_wire(run: Run, call: Call) -> str:
+    """The FINs and RSTs of the caller's connection before `call` failed, or why there are none
+    (see the comment above ``LISTED_MESSAGES``)."""
+    local = call.socket.local
+    if local is None or not local.inet:
+        return "not a TCP socket: no packet"
     if not run.isolation.capture:
         return "(not captured)"
-    if local is None:  # a connect() on an unbound socket: the socket is the one that sent SYNs during it
+    if not local.port:  # a connect() on an unbound socket: the socket is the one that sent SYNs during it
         syns = {p.source for p in run.packets if p.flags == "S" and call.start_ns <= p.time_ns <= call.time_ns}
         if len(syns) > 1:
             return "(several connections began during the call)"
@@ -220,27 +223,24 @@ def reached_caller(run: Run, call: Call) -> str:
         local = syns.pop()
     mine = [p for p in run.packets if p.time_ns <= call.time_ns and local in (p.source, p.destination)]
     first = next((i for i in range(len(mine) - 1, -1, -1) if mine[i].flags == "S"), None)
-    if first is None and not mine:
-        return "no TCP packet: the caller's own kernel refused the call"
     while first is not None and first > 0 and mine[first - 1].flags == "S":  # back to the first of its SYN retries
         first -= 1
     mine = mine[first or 0:]
+    who = dict(zip((id(p) for p in run.packets), (f.rsplit(" [", 1)[0] for f in run.flow()), strict=True))
     told = []
-    sender_of = dict(zip((id(p) for p in run.packets), (f.rsplit(" [", 1)[0] for f in run.flow()), strict=True))
     for p in mine:
-        if p.destination != local:
-            continue
-        sender = sender_of[id(p)]
+        by = "it" if p.source == local else who[id(p)]
         if "R" in p.flags:
-            told.append(f"RST from {sender} ({_sent_reset(run, p)}{_taken_in(run, p, local)})")
+            taken = _taken_in(run, p, local) if p.destination == local else ""
+            told.append(f"RST {'sent by it' if by == 'it' else 'from ' + by} ({_sent_reset(run, p)}{taken})")
         elif "F" in p.flags:
-            told.append(f"FIN from {sender}")
+            told.append("FIN sent by it" if by == "it" else f"FIN from {by}")
     if told:
         return ", then ".join(told)
     syns = sum(1 for p in mine if p.flags == "S" and p.source == local)
     if syns and not any(p.flags == "S." and p.destination == local for p in mine):
         return f"no SYN-ACK: {syns} SYN{'s' if syns > 1 else ''} unanswered"
-    return "no FIN, no RST: the caller's own side had ended it"
+    return "no FIN or RST either way" if mine else "no packet"
 
 
 def error_rows(run: Run) -> list[dict[str, str]]:
@@ -256,6 +256,6 @@ def error_rows(run: Run) -> list[dict[str, str]]:
                      "call": f"{who}: {call.label}" if who else call.label,
                      "raised": raised_as(call),
                      "socket before the call": _state_before(run, call),
-                     "what reached the caller's socket": reached_caller(run, call),
+                     "on the wire before the call": on_the_wire(run, call),
                      "earlier error on that socket": ", ".join(f"{c.label}: {c.error}" for c in earlier) or "none"})
     return rows
