@@ -13,7 +13,7 @@ from socklab._trace import dissect
 from test_trace import SEED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs" / "_ext"))
-from socklab_summary import error_rows, errno_rows, matrix_row  # noqa: E402
+from socklab_summary import errno_rows, error_rows, matrix_row  # noqa: E402
 
 TIMES = [t for t, _ in SEED]  # packet times: SYN.. FIN at [3], data at [5], RST at [6]
 
