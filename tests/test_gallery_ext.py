@@ -109,6 +109,6 @@ def test_the_error_index_files_each_failed_call_under_its_message_with_a_link_to
     index = (tmp_path / "_generated" / "errors.md").read_text()
     assert "(error-broken-pipe)=\n## Broken pipe\n" in index
     assert "| {ref}`Broken pipe <error-broken-pipe>` | BrokenPipeError (EPIPE) | 1 | 1 |" in index
-    assert ("| {doc}`/auto_examples/02_close/01_close_then_send` | server: send #2 | BrokenPipeError (EPIPE) |"
-            in index)
+    assert ("| {doc}`/auto_examples/02_close/01_close_then_send` | ``close_then_send`` | server: send #2 | "
+            "BrokenPipeError (EPIPE) |" in index)
     assert "FIN from client, then RST from client" in index

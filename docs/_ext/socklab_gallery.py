@@ -192,7 +192,7 @@ def error_index(runs: list[tuple[str, socklab.Run]]) -> str:
     for doc, run in runs:
         for row in error_rows(run):
             by_message.setdefault(row["message"], []).append(
-                [f"{{doc}}`/{doc}`", *(row[column] for column in ERROR_COLUMNS)])
+                [f"{{doc}}`/{doc}`", f"``{run.name}``", *(row[column] for column in ERROR_COLUMNS)])
     missing = [m for m in LISTED_MESSAGES if m not in by_message]
     if missing:
         produced = ", ".join(repr(m) for m in sorted(by_message)) or "none"
@@ -200,7 +200,7 @@ def error_index(runs: list[tuple[str, socklab.Run]]) -> str:
                            f"scenario run of this build produced (produced: {produced}); add a scenario that "
                            "produces it, or take it off socklab_summary.LISTED_MESSAGES")
     others = sorted(m for m in by_message if m not in LISTED_MESSAGES)
-    summary = [[f"{{ref}}`{m} <{_label(m)}>`", ", ".join(sorted({r[2] for r in by_message[m]})),
+    summary = [[f"{{ref}}`{m} <{_label(m)}>`", ", ".join(sorted({r[3] for r in by_message[m]})),
                 str(len(by_message[m])), str(len({r[0] for r in by_message[m]}))]
                for m in LISTED_MESSAGES + others]
     parts = [_table(["message", "raised as", "failed calls", "pages"], summary)]
@@ -209,7 +209,7 @@ def error_index(runs: list[tuple[str, socklab.Run]]) -> str:
             parts.append("## Other messages this build's runs produced\n")
         level = "##" if message in LISTED_MESSAGES else "###"
         parts.append(f"({_label(message)})=\n{level} {message}\n")
-        parts.append(_table(["scenario", *ERROR_COLUMNS], by_message[message]))
+        parts.append(_table(["scenario", "run", *ERROR_COLUMNS], by_message[message]))
     return "\n".join(parts)
 
 
