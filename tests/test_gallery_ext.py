@@ -91,3 +91,24 @@ def test_a_ladder_keeps_its_smallest_text_at_11_px_on_a_phone():
     assert width == 515  # 10 pt text in a 6.5 in (468 pt) figure: 11 px at 468 * 11 / 10 px
     smallest = min(t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip())
     assert smallest * width / (fig.get_figwidth() * 72) >= 11
+
+
+def test_the_error_index_fails_the_build_naming_a_listed_message_no_run_produced():
+    run = socklab.run(scenarios.close_then_send)
+    with pytest.raises(RuntimeError, match=r"'Connection reset by peer'.*which no scenario run of this build "
+                                           r"produced \(produced: 'Broken pipe'\)"):
+        socklab_gallery.error_index([("auto_examples/02_close/01_close_then_send", run)])
+
+
+def test_the_error_index_files_each_failed_call_under_its_message_with_a_link_to_its_page(monkeypatch, scraper,
+                                                                                          tmp_path):
+    monkeypatch.setattr(socklab_gallery, "LISTED_MESSAGES", ["Broken pipe"])
+    run = socklab.run(scenarios.close_then_send)
+    scrape(scraper, tmp_path, run)
+    socklab_gallery.write_error_index(SimpleNamespace(srcdir=str(tmp_path)))
+    index = (tmp_path / "_generated" / "errors.md").read_text()
+    assert "(error-broken-pipe)=\n## Broken pipe\n" in index
+    assert "| {ref}`Broken pipe <error-broken-pipe>` | BrokenPipeError (EPIPE) | 1 | 1 |" in index
+    assert ("| {doc}`/auto_examples/02_close/01_close_then_send` | ``close_then_send`` | server: send #2 | "
+            "BrokenPipeError (EPIPE) |" in index)
+    assert "FIN from client, then RST from client" in index

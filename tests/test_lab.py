@@ -788,3 +788,48 @@ def test_a_two_hosts_run_records_each_hosts_kernel_events_and_reset_reasons():
     client_states = [e.new for e in run.kernel_events if type(e).__name__ == "StateChange" and e.host == "client"]
     assert client_states[:3] == [State.SYN_SENT, State.ESTABLISHED, State.CLOSE_WAIT]
     assert "host" in str(run.events()).splitlines()[1]
+
+
+def test_a_failed_call_keeps_the_exception_and_message_a_traceback_would_print():
+    run = socklab.run(scenarios.close_then_send)
+    failed = run.call("send #2")
+    assert (failed.errno, failed.exception, failed.message) == ("EPIPE", "BrokenPipeError", "[Errno 32] Broken pipe")
+    assert failed.failed and failed.error == "EPIPE" and not run.call("send #1").failed
+
+
+def test_a_library_call_is_recorded_on_the_socket_it_names_with_an_exception_that_has_no_errno():
+    def lost(lab):
+        listener = socket.create_server(("127.0.0.1", 4321))
+        client = socket.create_connection(("127.0.0.1", 4321))
+        listener.accept()
+
+        def read_response():
+            raise ConnectionResetError("Connection lost")  # as asyncio raises it: no errno
+
+        lab.call(read_response, label="read", on=client)
+
+    call = socklab.run(lost).call("read")
+    assert (call.errno, call.exception, call.message) == (None, "ConnectionResetError", "Connection lost")
+    assert call.outcome == "ConnectionResetError" and call.socket.local == socklab.Endpoint.parse("127.0.0.1:50000")
+
+
+def test_catch_records_an_exception_that_is_not_an_oserror_and_any_other_still_ends_the_scenario():
+    import http.client
+
+    def incomplete(lab):
+        def read():
+            raise http.client.IncompleteRead(b"0123", 6)
+
+        lab.call(read, label="read()", catch=http.client.HTTPException)
+        lab.call(read, label="read() uncaught")
+
+    with pytest.raises(socklab.ScenarioError, match="IncompleteRead") as raised:
+        socklab.run(incomplete)
+    assert "read() uncaught" in str(raised.value)
+
+    def caught(lab):
+        lab.call(lambda: int("x"), label="int()", catch=ValueError)
+
+    call = socklab.run(caught).call("int()")
+    assert (call.errno, call.exception) == (None, "ValueError")
+    assert call.message == "invalid literal for int() with base 10: 'x'"

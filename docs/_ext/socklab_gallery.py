@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 import socklab
-from socklab_summary import MATRIX_COLUMNS, errno_rows, matrix_row
+from socklab_summary import ERROR_COLUMNS, LISTED_MESSAGES, MATRIX_COLUMNS, errno_rows, error_rows, matrix_row
 
 GENERATED = "_generated"
 
@@ -180,6 +180,52 @@ def write_tables(app) -> None:
         + _table(["scenario", "call", "by", "socket state before the call", "errno"], errnos))
 
 
+def _label(message: str) -> str:
+    """The reference label of a message's section: ``error-connection-reset-by-peer``."""
+    return "error-" + re.sub(r"[^a-z0-9]+", "-", message.lower()).strip("-")
+
+
+def error_index(runs: list[tuple[str, socklab.Run]]) -> str:
+    """The error-message index (Markdown) of `runs` ((docname, run) pairs); RuntimeError when a
+    message of ``LISTED_MESSAGES`` was produced by none of them."""
+    by_message: dict[str, list[list[str]]] = {}
+    for doc, run in runs:
+        for row in error_rows(run):
+            by_message.setdefault(row["message"], []).append(
+                [f"{{doc}}`/{doc}`", f"``{run.name}``", *(row[column] for column in ERROR_COLUMNS)])
+    missing = [m for m in LISTED_MESSAGES if m not in by_message]
+    if missing:
+        produced = ", ".join(repr(m) for m in sorted(by_message)) or "none"
+        raise RuntimeError(f"socklab: the error index lists {', '.join(repr(m) for m in missing)}, which no "
+                           f"scenario run of this build produced (produced: {produced}); add a scenario that "
+                           "produces it, or take it off socklab_summary.LISTED_MESSAGES")
+    others = sorted(m for m in by_message if m not in LISTED_MESSAGES)
+    summary = [[f"{{ref}}`{m} <{_label(m)}>`", ", ".join(sorted({r[3] for r in by_message[m]})),
+                str(len(by_message[m])), str(len({r[0] for r in by_message[m]}))]
+               for m in LISTED_MESSAGES + others]
+    parts = [_table(["message", "raised as", "failed calls", "pages"], summary)]
+    for message in LISTED_MESSAGES + others:
+        if message == (others[0] if others else None):
+            parts.append("## Other messages this build's runs produced\n")
+        level = "##" if message in LISTED_MESSAGES else "###"
+        parts.append(f"({_label(message)})=\n{level} {message}\n")
+        parts.append(_table(["scenario", "run", *ERROR_COLUMNS], by_message[message]))
+    return "\n".join(parts)
+
+
+def write_error_index(app) -> None:
+    runs = sorted(pcap_scraper.runs.values(), key=lambda item: item[0])
+    if not runs:
+        return  # write_tables has already failed the build, saying why
+    calls = sum(1 for _doc, run in runs for call in run.calls if call.failed)
+    out = Path(app.srcdir) / GENERATED
+    out.mkdir(exist_ok=True)
+    (out / "errors.md").write_text(
+        f"*Every failed call ({calls}) of {len(runs)} scenario runs on Linux {runs[0][1].kernel} during this "
+        "build, by the message a program is shown.*\n\n" + error_index(runs))
+
+
 def setup(app):
     app.connect("builder-inited", write_tables, priority=900)  # after sphinx-gallery ran the examples
+    app.connect("builder-inited", write_error_index, priority=901)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -126,9 +126,11 @@ def _details(p: Packet) -> str:
 
 def _call_text(label: str, call: Call) -> str:
     """A call beside its lifeline: ``send #1 = 1``, ``send #2 = EPIPE``, or the label alone for None."""
-    if call.errno is None and call.value is None and call.kept:
+    if not call.failed and call.value is None and call.kept:
         return label
     outcome = call.outcome
+    if call.errno is None and call.exception is not None:  # http.client.RemoteDisconnected: its own name
+        outcome = outcome.rsplit(".", 1)[-1]
     return f"{label} = {outcome if len(outcome) <= 18 else outcome[:17] + '…'}"
 
 
@@ -154,7 +156,7 @@ def events(run: Observed, emphasise: str | None = "R") -> tuple[tuple[Endpoint, 
             who = _roles.actor(run, c)
             label = c.label if who in (None, _roles.endpoint_role(run, sides[side])) else f"{who}: {c.label}"
             rows.append({"kind": "call", "time_ns": c.time_ns, "index": j, "side": side,
-                         "text": _call_text(label, c), "error": c.errno is not None})
+                         "text": _call_text(label, c), "error": c.failed})
     rows += _state_rows(run, sides)
     rows.sort(key=lambda r: r["time_ns"])
     return sides, rows
