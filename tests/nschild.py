@@ -3,8 +3,9 @@
 Until the recorder is part of ``socklab.run``, the kernel and counter tests drive
 a child themselves, in the order the run will:
 
-1. the child enters its namespace (``_netns.enter``) and says it is ready;
-2. the parent starts watching the child's namespace inode, then says go;
+1. the child enters its namespace (``_netns.enter``), makes its hosts' namespaces if
+   asked (`hosts`), and says it is ready, with the hosts' {inode: name};
+2. the parent starts watching the child's namespace inode (and the hosts'), then says go;
 3. the child runs the scenario, causes the end marker, and sends back the
    scenario's return value (or its traceback), pickled;
 4. the parent stops watching (reading every event up to the marker), and only
@@ -21,7 +22,7 @@ import select
 import signal
 import struct
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from socklab import _kernel, _netns
@@ -50,8 +51,13 @@ def _read_exactly(fd: int, n: int, deadline: float) -> bytes:
 
 
 def run(scenario: Callable[[], Any], recorder: _kernel.Recorder | None = None, mode: str = "netns",
-        marker: bool = True, timeout: float = 20.0) -> Outcome:
-    """Run `scenario` in a child in a fresh namespace; record its kernel events with `recorder` if given."""
+        marker: bool = True, timeout: float = 20.0,
+        hosts: Callable[[], Mapping[int, str]] | None = None) -> Outcome:
+    """Run `scenario` in a child in a fresh namespace; record its kernel events with `recorder` if given.
+
+    `hosts`, called in the child before it is watched, makes further namespaces (kept alive by the
+    child until the end) and returns {inode: host name} of those to watch with the child's own.
+    """
     import time
 
     to_parent, from_child = os.pipe()
@@ -67,7 +73,8 @@ def run(scenario: Callable[[], Any], recorder: _kernel.Recorder | None = None, m
             # as socklab's runs do per socket (socklab._ports), which this bare harness does not install.
             with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
                 f.write("50000 50001")
-            os.write(from_child, b"R")
+            named = pickle.dumps(dict(hosts()) if hosts else {})
+            os.write(from_child, b"R" + struct.pack("<I", len(named)) + named)
             os.read(from_parent, 1)
             try:
                 payload = pickle.dumps((True, scenario()))
@@ -87,9 +94,14 @@ def run(scenario: Callable[[], Any], recorder: _kernel.Recorder | None = None, m
     events = None
     try:
         _read_exactly(to_parent, 1, deadline)
+        named = pickle.loads(_read_exactly(to_parent, struct.unpack("<I", _read_exactly(to_parent, 4, deadline))[0],
+                                           deadline))
         inode = _kernel.netns_inode(pid)
         if recorder is not None:
-            recorder.watch(inode)
+            if named:
+                recorder.watch(inode, hosts=named)
+            else:
+                recorder.watch(inode)
         os.write(to_child, b"G")
         size = struct.unpack("<I", _read_exactly(to_parent, 4, deadline))[0]
         ok, result = pickle.loads(_read_exactly(to_parent, size, deadline))

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import nschild
-from socklab import State, _bpf, _counters, _kernel, _kevents, _netns
+from socklab import State, _bpf, _counters, _kernel, _kevents, _netns, _rtnl
 
 PORT = 4321
 CI = os.environ.get("CI") == "true"
@@ -454,6 +454,164 @@ def test_no_event_is_lost_in_1000_runs(rec):
     print(f"1000 recorded runs of {sum(reference.values())} events each in {elapsed:.1f} s "
           f"({elapsed:.3f} ms per run, fork and namespace included); runs that differed: {len(bad)} {bad}")
     assert bad == []
+
+
+# -- several namespaces: a run's hosts ---------------------------------------------------------------------
+
+CLIENT, SERVER = "192.0.2.1", "192.0.2.2"
+
+
+class Hosts:
+    """Made in the child: two pairs of namespaces, each pair a client and a server joined by a veth pair.
+
+    Both pairs have the same addresses (CLIENT, SERVER), so they use the same 4-tuple; only the first
+    pair is named for watching. The child's own namespace has the same two addresses on lo.
+    """
+
+    def __init__(self) -> None:
+        self.ns: dict[str, int] = {}  # name -> namespace file descriptor, open until the child exits
+
+    def make(self) -> dict[int, str]:
+        for prefix in ("", "other "):
+            client, server = _rtnl.new_namespace(), _rtnl.new_namespace()
+            self.ns[prefix + "client"], self.ns[prefix + "server"] = client, server
+            with _rtnl.inside(client):
+                _rtnl.add_veth("eth0", "02:00:00:00:00:01", "eth0", "02:00:00:00:00:02", server)
+            for fd, address in ((client, CLIENT), (server, SERVER)):
+                with _rtnl.inside(fd):
+                    _netns.set_link_up("lo")
+                    _netns.set_link_up("eth0")
+                    _rtnl.add_address("eth0", address, 24)
+        for address in (CLIENT, SERVER):
+            _rtnl.add_address("lo", address, 32)
+        return {os.fstat(self.ns[name]).st_ino: name for name in ("client", "server")}
+
+    def socket_in(self, name: str | None) -> socket.socket:
+        """A TCP socket made in namespace `name` (None: the child's own)."""
+        if name is None:
+            return socket.socket()
+        with _rtnl.inside(self.ns[name]):
+            return socket.socket()
+
+    def connection(self, client: str | None, server: str | None) -> tuple[socket.socket, socket.socket]:
+        """CLIENT:50000 -> SERVER:PORT between two namespaces (or within the child's own: both None)."""
+        with self.socket_in(server) as listener:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((SERVER, PORT))
+            listener.listen()
+            c = self.socket_in(client)
+            c.bind((CLIENT, 50000))
+            c.connect((SERVER, PORT))
+            a, _ = listener.accept()
+        return c, a
+
+    def scenario(self) -> None:
+        """The same ports in three places at once: a clean close between the watched hosts, a reset
+        between the unwatched pair, and a reset in the child's own namespace, over lo."""
+        client, server = self.connection("client", "server")
+        other_client, other_server = self.connection("other client", "other server")
+        own_client, own_server = self.connection(None, None)
+        for s in (other_server, own_server):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        server.close()
+        wait_state(client, "CLOSE_WAIT")
+        client.shutdown(socket.SHUT_WR)
+        wait_state(client, "CLOSE")  # the server's last ACK arrived: every event of both hosts happened
+        for s in (client, other_client, own_client):
+            s.close()
+
+
+def by_host(events) -> dict[str, list]:
+    out: dict[str, list] = collections.defaultdict(list)
+    for e in events:
+        out[e.host].append(e)
+    return out
+
+
+def test_the_hosts_namespaces_are_recorded_with_their_names_and_an_unwatched_pair_on_the_same_ports_is_not(rec):
+    needs(rec, "reset reasons")
+    hosts = Hosts()
+    events = nschild.run(hosts.scenario, rec, hosts=hosts.make).events
+    got = by_host(events)
+    assert set(got) == {"", "client", "server"}
+    for e in events:  # one 4-tuple everywhere: only the slot that matched can tell the hosts apart
+        if e.dport:
+            assert {(e.saddr, e.sport), (e.daddr, e.dport)} == {(CLIENT, 50000), (SERVER, PORT)}, e
+    client, server = transitions(got["client"]), transitions(got["server"])
+    assert client.count(("CLOSE", "SYN_SENT")) == 1 and client.count(("SYN_SENT", "ESTABLISHED")) == 1
+    assert ("ESTABLISHED", "CLOSE_WAIT") in client and ("LAST_ACK", "CLOSE") in client
+    assert server.count(("CLOSE", "LISTEN")) == 1 and server.count(("LISTEN", "SYN_RECV")) == 1
+    assert ("ESTABLISHED", "FIN_WAIT1") in server and ("FIN_WAIT1", "FIN_WAIT2") in server
+    assert not {"SYN_RECV", "LISTEN", "FIN_WAIT1"} & {new for _old, new in client}
+    assert not {"SYN_SENT", "CLOSE_WAIT", "LAST_ACK"} & {new for _old, new in server}
+    # Resets were sent on these ports twice, by the child's own namespace and by the unwatched pair: one is recorded.
+    assert [(e.host, e.reason, e.sport) for e in resets(events)] == [("", "TCP_STATE", PORT)]
+    assert [e.host for e in events if isinstance(e, _kernel.ResetReceived)] == [""]
+    own = transitions(got[""])
+    assert own.count(("CLOSE", "SYN_SENT")) == 1 and own.count(("LISTEN", "SYN_RECV")) == 1
+    assert not any(e.sport == _kernel.MARKER_PORT for e in events), "the end marker is cut"
+
+
+def test_namespaces_not_named_as_hosts_are_not_recorded(rec):
+    """The same run without naming its hosts: only the run's own namespace, and no slot of the previous watch."""
+    hosts = Hosts()
+    named = Hosts()
+    with_hosts = nschild.run(named.scenario, rec, hosts=named.make).events
+    events = nschild.run(hosts.scenario, rec, hosts=lambda: (hosts.make(), {})[1]).events
+    assert {e.host for e in events} == {""}
+    assert signature(events) == signature([e for e in with_hosts if not e.host])
+
+
+class OneHost:
+    """Made in the child: one more namespace, watched as "host", with lo up and the tests' port range."""
+
+    def make(self) -> dict[int, str]:
+        self.fd = _rtnl.new_namespace()
+        with _rtnl.inside(self.fd):
+            _netns.set_link_up("lo")
+            with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
+                f.write("50000 50001")
+        return {os.fstat(self.fd).st_ino: "host"}
+
+    def runs(self, scenario):
+        def inside() -> None:
+            with _rtnl.inside(self.fd):
+                scenario()
+        return inside
+
+
+def test_a_host_is_recorded_like_the_runs_own_namespace(rec):
+    """A scenario run in a host's namespace gives the events it gives in the run's own, tagged with the host."""
+    reference = signature(events_of(rec, the_reference_scenario))
+    host = OneHost()
+    events = nschild.run(host.runs(the_reference_scenario), rec, hosts=host.make).events
+    assert {e.host for e in events} == {"host"}
+    assert signature(events) == reference
+
+
+def test_only_the_runs_own_namespace_makes_the_end_marker(rec):
+    """A host's socket listening on the marker's port and closing is an event like any other."""
+    host = OneHost()
+    events = nschild.run(host.runs(_kernel.end_marker), rec, hosts=host.make).events
+    assert [(e.host, e.sport, name(e.old), name(e.new)) for e in events] == [
+        ("host", _kernel.MARKER_PORT, "CLOSE", "LISTEN"), ("host", _kernel.MARKER_PORT, "LISTEN", "CLOSE")]
+
+
+def test_watch_refuses_a_bad_hosts_mapping_and_changes_nothing(rec):
+    for hosts, why in [({2: "a", 3: "b", 4: "c", 5: "d"}, "at most 3 hosts"), ({1: "a"}, "distinct"),
+                       ({2: ""}, "non-empty"), ({2: "a", 3: "a"}, "distinct, non-empty"), ({1 << 32: "a"}, "32-bit")]:
+        with pytest.raises(ValueError, match=why):
+            rec.watch(1, hosts=hosts)
+        assert not rec._watching
+    assert events_of(rec, connect_to_closed_port)
+
+
+def test_a_record_says_which_slot_matched():
+    """The record's head: the byte after the socket's state is the slot (0 the run's own namespace)."""
+    head = _kevents.REC_HEAD.pack(1, 2, 3, 4, 5, 6)
+    assert _kevents.REC_HEAD.size == _kevents.PAYLOAD == 24
+    assert head[16:18] == bytes([4, 5])
 
 
 # -- degraded modes ----------------------------------------------------------------------------------------

@@ -210,6 +210,9 @@ class Asm:
     def jne(self, dst: int, src: int, label: str) -> None:
         self._emit(0x5D, dst, src, label=label)
 
+    def jeq(self, dst: int, src: int, label: str) -> None:
+        self._emit(0x1D, dst, src, label=label)
+
     def ja(self, label: str) -> None:
         self._emit(0x05, label=label)
 

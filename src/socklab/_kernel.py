@@ -1,4 +1,4 @@
-"""The kernel's own account of a run: TCP tracepoint events of exactly one network namespace.
+"""The kernel's own account of a run: TCP tracepoint events of the run's network namespace and its hosts'.
 
 Theory of operation
 -------------------
@@ -13,9 +13,13 @@ from timers and softirqs under other pids). So each tracepoint gets a small BPF
 program (``_kprogram``, assembled with ``_bpf``) that follows the event's socket to its namespace,
 ``sk->__sk_common.skc_net.net->ns.inum`` (offsets from the kernel's BTF), or,
 when there is no socket, the packet's device, ``skb->dev->nd_net.net->ns.inum``,
-and compares that inode with the watched one held in a BPF array map. Only a
-match is copied, with ``bpf_ktime_get_ns()`` (CLOCK_MONOTONIC) and a generation
-number, into one BPF ring buffer that this process reads through ``mmap``.
+and compares that inode with the watched ones held in a BPF array map: the
+run's own namespace, and up to three more (the hosts of a two-host topology,
+``_hosts``), each a slot. Only a match is copied, with ``bpf_ktime_get_ns()``
+(CLOCK_MONOTONIC), a generation number and the number of the slot that matched,
+into one BPF ring buffer that this process reads through ``mmap``. The slot
+says which host an event happened on (:attr:`KernelEvent.host`), exactly: the
+hosts may use the same addresses and ports, the run's namespace too.
 
 Rules, each from a measured trap:
 
@@ -29,13 +33,16 @@ Rules, each from a measured trap:
   program stamps CLOCK_MONOTONIC, and :meth:`Recorder.watch` measures the offset
   to CLOCK_REALTIME (the narrowest of a few bracketing reads).
 * Namespace inode numbers are recycled once a namespace dies: stop watching
-  before the watched namespace's last process exits.
+  before any watched namespace dies (its last process exits, its last
+  descriptor and socket close).
 * Knowing that everything has been read, without sleeping: the namespace's
   process calls :func:`end_marker` last, which causes one state change
   (``LISTEN`` -> ``CLOSE`` on :data:`MARKER_PORT`) synchronously in its system
   call. The ring buffer is ordered by reservation and the reader never passes a
   record still being written, so once the marker is read every earlier event of
-  the run has been read, from every CPU.
+  the run has been read, from every CPU and every watched namespace. Only the
+  run's own namespace makes the marker (a host's sockets on port 1 are events
+  like any other).
 * Records left over from an earlier run (a timer firing after its stop) carry an
   older generation and are dropped.
 * TIME_WAIT is never the *new* state of a full socket here: the kernel swaps the
@@ -66,6 +73,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Mapping
 
 from . import _bpf, _kprogram
 from ._kevents import (
@@ -80,6 +88,7 @@ from ._kevents import (
     Unavailable,
     strip_prefix,
 )
+from ._kprogram import SLOTS
 from ._vocab import State
 
 __all__ = ["Dropped", "KernelEvent", "Recorder", "ResetReceived", "ResetSent", "Retransmit", "StateChange",
@@ -139,7 +148,7 @@ def _realtime_offset() -> int:
 
 
 class Recorder:
-    """The attached programs and the ring buffer of this process; watches one namespace at a time."""
+    """The attached programs and the ring buffer of this process; watches one run (namespace and hosts) at a time."""
 
     def __init__(self) -> None:
         btf = _bpf.BTF.load()
@@ -166,10 +175,11 @@ class Recorder:
         self._generation = 0
         self._watching = 0
         self._offset = 0
+        self._hosts: list[str] = [""]  # by slot: "" for the run's own namespace, then the hosts' names
 
     def _attach(self, found: dict[str, _bpf.Tracepoint], offsets: _kprogram.Offsets, states: dict[int, str],
                 rst: dict[int, str], drop: dict[int, str]) -> None:
-        self._watch_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_ARRAY, 4, 8, 1))
+        self._watch_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_ARRAY, 4, 8 * SLOTS, 1))
         ring_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_RINGBUF, 0, 0, RING_SIZE))
         self._stats_fd = self._keep(_bpf.map_create(_bpf.BPF_MAP_TYPE_ARRAY, 4, 16, 1))
         self._ring = _bpf.RingBuffer(ring_fd, RING_SIZE)
@@ -190,22 +200,42 @@ class Recorder:
         self._fds.append(fd)
         return fd
 
-    def watch(self, netns_inode: int) -> None:
-        """Start recording the events of the network namespace with this inode (and only those)."""
+    def watch(self, netns_inode: int, hosts: Mapping[int, str] | None = None) -> None:
+        """Start recording the events of the network namespace with this inode, and of `hosts` (only those).
+
+        `hosts` maps the inodes of further namespaces to host names, ``{inode: "client", ...}``
+        (at most ``SLOTS - 1``, names distinct and not empty): their events carry that name in
+        :attr:`KernelEvent.host`; the events of `netns_inode`, the run's own namespace (the one
+        that calls :func:`end_marker`), carry "". Every watched namespace must stay alive until
+        :meth:`stop` or :meth:`cancel` (inode numbers are recycled). Raises ValueError, and
+        changes nothing, for a bad mapping.
+        """
+        slots = [(netns_inode, ""), *(hosts or {}).items()]
+        if len(slots) > SLOTS:
+            raise ValueError(f"at most {SLOTS - 1} hosts besides the run's own namespace, not {len(slots) - 1}")
+        if len({inode for inode, _ in slots}) < len(slots) or not all(0 < inode < 1 << 32 for inode, _ in slots):
+            raise ValueError(f"watched namespace inodes must be distinct 32-bit numbers: {slots}")
+        names = [name for _, name in slots[1:]]
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) < len(names):
+            raise ValueError(f"host names must be distinct, non-empty strings: {names}")
         self._generation = (self._generation + 1) & 0xFFFFFFFF or 1
         self._ring.skip()
         self._offset = _realtime_offset()
         self._misses_before = self._misses()
         self._watching = netns_inode
-        _bpf.map_update(self._watch_fd, b"\0" * 4, struct.pack("<II", netns_inode, self._generation))
+        self._hosts = ["", *names]
+        value = b"".join(struct.pack("<II", inode, self._generation) for inode, _ in slots)
+        _bpf.map_update(self._watch_fd, b"\0" * 4, value.ljust(8 * SLOTS, b"\0"))
 
     def stop(self, timeout: float = 2.0) -> list[KernelEvent]:
-        """Stop watching and return the namespace's events up to its :func:`end_marker`, in order.
+        """Stop watching and return the watched namespaces' events up to the :func:`end_marker`, in order.
 
-        Call it after the namespace's process called :func:`end_marker`, before that process exits.
+        Call it after the run's namespace's process called :func:`end_marker`, before that process
+        exits (and before the hosts' namespaces die). The events of all watched namespaces are in
+        one list, in the order the kernel wrote them, each with its :attr:`KernelEvent.host`.
         Raises TimeoutError when no marker arrives within `timeout` seconds.
         """
-        _bpf.map_update(self._watch_fd, b"\0" * 4, b"\0" * 8)
+        _bpf.map_update(self._watch_fd, b"\0" * 4, b"\0" * (8 * SLOTS))
         if not self._watching:
             raise RuntimeError("Recorder.stop() without watch()")
         self._watching = 0
@@ -237,30 +267,31 @@ class Recorder:
                    for fd in self._progs)
 
     def stats(self) -> tuple[int, int]:
-        """(events that matched a watched namespace, of those the ring buffer refused), since attaching."""
+        """(events that matched a watched namespace, any slot, of those the ring buffer refused), since attaching."""
         matched, refused = struct.unpack("<QQ", _bpf.map_lookup(self._stats_fd, b"\0" * 4, 16))
         return matched, refused
 
     def cancel(self) -> None:
         """Stop watching without reading (a run that failed); its records are dropped by the next watch()."""
-        _bpf.map_update(self._watch_fd, b"\0" * 4, b"\0" * 8)
+        _bpf.map_update(self._watch_fd, b"\0" * 4, b"\0" * (8 * SLOTS))
         self._watching = 0
 
     def _decode(self, raw: bytes) -> KernelEvent | None:
-        mono, kind, generation, sk_state, ifindex = REC_HEAD.unpack_from(raw)
+        mono, kind, generation, sk_state, slot, ifindex = REC_HEAD.unpack_from(raw)
         decoder = self._decoders.get(kind)
-        if generation != self._generation or decoder is None:
+        if generation != self._generation or decoder is None or slot >= len(self._hosts):
             return None
-        return decoder.decode(mono + self._offset, sk_state, ifindex, raw)
+        return decoder.decode(mono + self._offset, sk_state, ifindex, raw, self._hosts[slot])
 
     @staticmethod
     def _cut_marker(events: list[KernelEvent]) -> bool:
-        """Remove the end marker's two state changes; whether its last one was there."""
+        """Remove the end marker's two state changes (the run's own namespace's); whether its last one was there."""
         for i in range(len(events) - 1, -1, -1):
             e = events[i]
-            if isinstance(e, StateChange) and e.sport == MARKER_PORT and (e.old, e.new) == (State.LISTEN, State.CLOSE):
+            if (isinstance(e, StateChange) and not e.host and e.sport == MARKER_PORT and
+                    (e.old, e.new) == (State.LISTEN, State.CLOSE)):
                 events[:] = [x for x in events if not (isinstance(x, StateChange) and x.sk == e.sk and
-                                                       x.sport == MARKER_PORT)]
+                                                       not x.host and x.sport == MARKER_PORT)]
                 return True
         return False
 

@@ -12,8 +12,9 @@ spelling of the tracepoint's own print format. Nothing is a table typed in here.
 
 A record, as the programs of ``_kernel`` write it: u64 CLOCK_MONOTONIC ns, u32
 kind (1-based index into ``TRACEPOINTS``), u32 generation, u8 the socket's state
-read from ``sk_state`` (0 when unknown), 3 bytes pad, u32 device ifindex (0 when
-unknown), the tracepoint's own record from its byte 8 on (bytes 0-7 are not
+read from ``sk_state`` (0 when unknown), u8 the watch slot whose namespace
+matched (0 the run's own, 1-3 its hosts), 2 bytes pad, u32 device ifindex (0
+when unknown), the tracepoint's own record from its byte 8 on (bytes 0-7 are not
 readable by a program), and for ``kfree_skb`` the first ``HEADER_BYTES`` of the
 packet from its network header, which is where the dropped packet's addresses,
 ports and flags come from (the tracepoint has none).
@@ -29,7 +30,7 @@ from . import _bpf
 from ._vocab import State
 
 HEADER_BYTES = 64  # of a dropped packet, from its network header: IPv6 (40) + TCP ports, flags (14)
-REC_HEAD = struct.Struct("<QIIB3xI")
+REC_HEAD = struct.Struct("<QIIBB2xI")
 PAYLOAD = REC_HEAD.size  # 24
 
 
@@ -38,7 +39,7 @@ PAYLOAD = REC_HEAD.size  # 24
 
 @dataclasses.dataclass(frozen=True)
 class KernelEvent:
-    """Something the kernel did to a TCP socket or packet of the watched namespace."""
+    """Something the kernel did to a TCP socket or packet of a watched namespace (see `host`)."""
 
     time_ns: int  #: CLOCK_REALTIME nanoseconds (the capture's clock)
     family: int  #: socket.AF_INET or socket.AF_INET6 (0 when unknown)
@@ -47,6 +48,8 @@ class KernelEvent:
     daddr: str
     dport: int
     sk: int  #: the kernel address of the socket (0 when none): the same number for one socket's events
+    #: the host whose namespace it happened in ("" for the run's own namespace); keyword-only, last
+    host: str = dataclasses.field(default="", kw_only=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +198,8 @@ class Decoder:
         return (family or 0, _address(family or socket.AF_INET, saddr), self.field(raw, "sport") or 0,
                 _address(family or socket.AF_INET, daddr), self.field(raw, "dport") or 0)
 
-    def decode(self, time_ns: int, sk_state: int, ifindex: int, raw: bytes) -> KernelEvent | None:
+    def decode(self, time_ns: int, sk_state: int, ifindex: int, raw: bytes, host: str = "") -> KernelEvent | None:
+        """The event of one record (None for a dropped packet that is not TCP), on `host` ("" for the run's own)."""
         name, sk = self.tp.name, self.field(raw, "skaddr") or 0
         if name == "kfree_skb":
             packet = _packet(raw[PAYLOAD + 8 * ((self.tp.size - 8 + 7) // 8):])
@@ -203,19 +207,20 @@ class Decoder:
                 return None
             family, saddr, sport, daddr, dport, flags = packet
             return Dropped(time_ns, int(family), saddr, sport, daddr, dport, self.field(raw, "rx_sk") or 0,
-                           self.reasons.get(self.field(raw, "reason"), ""), flags, ifindex)
+                           self.reasons.get(self.field(raw, "reason"), ""), flags, ifindex, host=host)
         where = self.addresses(raw)
         if name == "inet_sock_set_state":
             return StateChange(time_ns, *where, sk, self.state(self.field(raw, "oldstate")),
-                               self.state(self.field(raw, "newstate")))
+                               self.state(self.field(raw, "newstate")), host=host)
         if name == "tcp_send_reset":
             state = self.field(raw, "state") if "state" in self.tp.fields else sk_state
             reason = self.field(raw, "reason")
             return ResetSent(time_ns, *where, sk, self.state(state), "" if reason is None else
-                             self.reasons.get(reason, str(reason)))
+                             self.reasons.get(reason, str(reason)), host=host)
         if name == "tcp_receive_reset":
-            return ResetReceived(time_ns, *where, sk, self.state(sk_state))
-        return Retransmit(time_ns, *where, sk, self.state(self.field(raw, "state")), self.field(raw, "err") or 0)
+            return ResetReceived(time_ns, *where, sk, self.state(sk_state), host=host)
+        return Retransmit(time_ns, *where, sk, self.state(self.field(raw, "state")), self.field(raw, "err") or 0,
+                          host=host)
 
 
 def strip_prefix(values: dict[int, str], prefix: str) -> dict[int, str]:

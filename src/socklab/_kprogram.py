@@ -6,19 +6,29 @@ One program per tracepoint, assembled here with ``_bpf.Asm`` (no compiler), run
 by the kernel for every hit of the tracepoint on every CPU:
 
 1. cheap rejections first: not TCP (``inet_sock_set_state``), not IP
-   (``kfree_skb``), or nothing watched (the array map's value is 0);
+   (``kfree_skb``), or nothing watched (the first slot is 0);
 2. find the namespace: the event's socket ``sk->__sk_common.skc_net.net``, or
    when the event has no socket, the packet's device ``skb->dev->nd_net.net``
    (then the ``rx_sk`` of a drop), read with ``bpf_probe_read_kernel`` at
-   offsets from the kernel's BTF; compare ``net->ns.inum`` with the watched inode;
+   offsets from the kernel's BTF; compare ``net->ns.inum`` with the watched
+   inode of each slot in turn, unrolled, up to the first empty slot;
 3. count the match, reserve a ring buffer record, stamp it with
-   ``bpf_ktime_get_ns()`` (CLOCK_MONOTONIC), the kind and the watch's generation,
+   ``bpf_ktime_get_ns()`` (CLOCK_MONOTONIC), the kind, the matching slot's
+   number and generation,
    copy the tracepoint's record (from byte 8: the first 8 bytes are not readable
    by a program), the socket's state byte and, for a drop, the packet's first
    bytes from its network header; submit without waking anyone
    (``BPF_RB_NO_WAKEUP``: the reader does not sleep on the buffer);
 4. return 1: the verdict of a tracepoint program decides for every perf user of
    the tracepoint, and we must not hide events from them.
+
+The watch map is one array element of :data:`SLOTS` u64 slots, each ``inode |
+generation << 32`` or 0, filled from slot 0 (the run's own namespace) on, and
+written whole by one ``bpf(2)`` call. A program may read it while it is being
+rewritten and see some slots old and some new; every slot carries its own
+generation, so such a record is either right or dropped by the reader as
+stale. The not-watching exit reads slot 0 only: it costs what it cost when
+the map held one namespace.
 
 The record layout is ``_kevents``'s (``REC_HEAD``, ``PAYLOAD``, ``HEADER_BYTES``).
 """
@@ -29,10 +39,12 @@ import dataclasses
 import socket
 
 from . import _bpf
-from ._bpf import R0, R1, R2, R3, R6, R7, R8, R9, R10
+from ._bpf import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10
 from ._kevents import HEADER_BYTES, PAYLOAD
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+#: Namespaces one watch can hold: the run's own (slot 0) and up to three hosts.
+SLOTS = 4
 
 
 # -- the programs ------------------------------------------------------------------------------------------
@@ -73,8 +85,10 @@ def build_program(tp: _bpf.Tracepoint, kind: int, off: Offsets, watch_fd: int, r
                   stats_fd: int) -> bytes:
     """The filter-and-copy program of one tracepoint (see the module docstring).
 
-    Registers: r6 ctx, r7 the watched value (inode | generation << 32), r8 the socket or 0, r9 the record.
-    Stack: -8 map key, -16 scratch, -24 ifindex, -32 the skb (drops only), -40 the stats map value.
+    Registers: r6 ctx, r7 a watched slot (inode | generation << 32), then the matching one, r8 the socket
+    or 0, r9 the record.
+    Stack: -8 map key, -16 scratch, -24 ifindex, -32 the skb (drops only), -40 the stats map value,
+    -48 the watch map's slots, -56 the number of the matching slot.
     Stats (one array element, two u64): events that matched the namespace, and those the ring buffer refused.
     """
     f = tp.fields
@@ -96,6 +110,7 @@ def build_program(tp: _bpf.Tracepoint, kind: int, off: Offsets, watch_fd: int, r
     asm.jeqi(R0, 0, "out")
     asm.ldx(8, R7, R0, 0)
     asm.jeqi(R7, 0, "out")  # not watching: the common case, two map instructions and out
+    asm.stx(8, R10, -48, R0)
     asm.movi(R8, 0)
     asm.st(4, R10, -24, 0)
     asm.st(8, R10, -32, 0)
@@ -127,10 +142,21 @@ def build_program(tp: _bpf.Tracepoint, kind: int, off: Offsets, watch_fd: int, r
     asm.jeqi(R3, 0, "out")
     _read(asm, -16, 4, R3, off.net_inum)
     asm.ldx(4, R1, R10, -16)
-    asm.mov(R2, R7)
-    asm.lshi(R2, 32)
-    asm.rshi(R2, 32)
-    asm.jne(R1, R2, "out")
+    asm.ldx(8, R4, R10, -48)
+    for slot in range(SLOTS):
+        if slot:
+            asm.ldx(8, R7, R4, 8 * slot)
+            asm.jeqi(R7, 0, "out")  # slots are filled in order: the first empty one ends them
+        asm.mov(R2, R7)
+        asm.lshi(R2, 32)
+        asm.rshi(R2, 32)
+        asm.jeq(R1, R2, f"slot{slot}")
+    asm.ja("out")
+    for slot in range(SLOTS):
+        asm.label(f"slot{slot}")
+        asm.st(8, R10, -56, slot)
+        asm.ja("matched")
+    asm.label("matched")
     # A match: count it, reserve, fill, submit.
     asm.st(4, R10, -8, 0)
     asm.ld_map_fd(R1, stats_fd)
@@ -163,7 +189,9 @@ def build_program(tp: _bpf.Tracepoint, kind: int, off: Offsets, watch_fd: int, r
     asm.stx(4, R9, 12, R7)
     asm.ldx(4, R1, R10, -24)
     asm.stx(4, R9, 20, R1)
-    asm.st(1, R9, 16, 0)
+    asm.st(4, R9, 16, 0)
+    asm.ldx(1, R1, R10, -56)
+    asm.stx(1, R9, 17, R1)
     for i in range(words):
         asm.ldx(8, R1, R6, 8 + 8 * i)
         asm.stx(8, R9, PAYLOAD + 8 * i, R1)
