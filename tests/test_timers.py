@@ -19,6 +19,15 @@ def test_default_tcp_syn_retries_gives_up_after_127_seconds():
     assert _timers.syn_timeout() == pytest.approx(127.0)
 
 
+def test_default_syn_schedule_is_linear_first_and_fails_at_131_seconds():
+    assert _timers.syn_schedule() == ([0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67], 131)
+
+
+def test_one_syn_retry_under_linear_timeouts_sends_three_syns_and_fails_at_3_seconds():
+    assert _timers.syn_schedule(1) == ([0, 1, 2], 3)
+    assert _timers.syn_schedule(3, 0) == ([0, 1, 3, 7], 15)  # the doubling schedule of older kernels
+
+
 def test_backoff_doubles_up_to_the_maximum():
     assert _timers.backoff(0.25, 4) == [0.25, 0.5, 1.0, 2.0]
     assert _timers.backoff(100, 3) == [100, 120, 120]

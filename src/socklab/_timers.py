@@ -24,7 +24,12 @@ time up to ``TCP_RTO_MAX``::
 
 For data, ``boundary`` is ``tcp_retries2`` (15) and ``rto_base`` is
 ``TCP_RTO_MIN`` (200 ms): 924.6 s. For a SYN, ``tcp_syn_retries`` (6) and
-``TCP_TIMEOUT_INIT`` (1 s): 127 s. The actual first RTO of a connection is
+``TCP_TIMEOUT_INIT`` (1 s): 127 s, a limit, not the moment ``connect()`` fails:
+the check runs when the retransmission timer fires, and since Linux 6.5 the
+first ``tcp_syn_linear_timeouts`` (4) timeouts of a SYN do not double
+(``tcp_retransmit_timer``), so the SYNs leave at 0, 1, 2, 3, 4, 5, 7, 11, 19,
+35 and 67 s and the timer that ends at 131 s is the first past the limit
+(``syn_schedule``; the kernel's ``ip-sysctl.rst`` says the same). The actual first RTO of a connection is
 its smoothed RTT plus a variance term of at least ``TCP_RTO_MIN``
 (``tcp_set_rto``, RFC 6298), so on a 50 ms path it starts near 250 ms.
 """
@@ -52,8 +57,24 @@ def retries2_timeout(tcp_retries2: int = 15) -> float:
 
 
 def syn_timeout(tcp_syn_retries: int = 6) -> float:
-    """When ``connect()`` gives up on an unanswered SYN: 127 s by default."""
+    """The time ``connect()`` allows an unanswered SYN: 127 s by default (``syn_schedule`` says
+    when it actually fails)."""
     return model_timeout(tcp_syn_retries, TCP_TIMEOUT_INIT)
+
+
+def syn_schedule(tcp_syn_retries: int = 6, tcp_syn_linear_timeouts: int = 4) -> tuple[list[float], float]:
+    """When each SYN leaves (seconds after the first) and when ``connect()`` fails with ETIMEDOUT:
+    ([0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67], 131) by default. The first ``tcp_syn_linear_timeouts``
+    + 1 timeouts last ``TCP_TIMEOUT_INIT``, then each doubles; the kernel gives up when a timeout
+    ends ``syn_timeout(tcp_syn_retries)`` or more after the first SYN."""
+    limit, now, rto, sent = syn_timeout(tcp_syn_retries), 0.0, TCP_TIMEOUT_INIT, [0.0]
+    while True:
+        now += rto
+        if now >= limit:
+            return sent, now
+        sent.append(now)
+        if len(sent) > tcp_syn_linear_timeouts + 1:
+            rto = min(rto * 2, TCP_RTO_MAX)
 
 
 def backoff(first_rto: float, n: int, rto_max: float = TCP_RTO_MAX) -> list[float]:
