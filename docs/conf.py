@@ -64,6 +64,7 @@ sphinx_gallery_conf = {
         "../examples/07_listeners",
         "../examples/08_waiting_sockets",
         "../examples/09_broken_pipes",
+        "../examples/15_dead_and_vanished_peers",
     ],
     "within_subsection_order": "FileNameSortKey",
     "capture_repr": ("_repr_html_", "__repr__"),
