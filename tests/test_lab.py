@@ -13,7 +13,7 @@ import pytest
 
 import scenarios
 import socklab
-from socklab import State, _netns
+from socklab import State, _ladder, _netns
 
 
 def open_fds():
@@ -736,6 +736,20 @@ def test_a_forged_segment_is_drawn_as_the_scenarios_not_as_its_hosts():
     forged = next(p for p in run.packets if p.fate == "injected")
     fig = run.ladder()
     assert [t.get_text() for t in fig.axes[0].texts if t.get_gid() == f"packet-{forged.index}-forged"] == ["forged"]
+
+
+def test_a_forged_reset_takes_no_kernel_reason_from_the_reset_the_kernel_sent():
+    def forged_then_refused(lab):
+        lab.net.forge(lab.server, "R", sport=scenarios.PORT, dport=50000, seq=1)  # nobody's: no answer
+        with lab.client:
+            client = socket.socket()
+        lab.call(client.connect, (lab.server.ipv4, scenarios.PORT), label="connect()")  # nothing listens
+
+    run = socklab.run(forged_then_refused, wire=socklab.Wire(delay=0))
+    if not run.kernel_events:
+        pytest.skip(f"no kernel events here: {run.events_unavailable}")
+    assert [(p.flags, p.fate) for p in run.packets] == [("R", "injected"), ("S", "delivered"), ("R.", "delivered")]
+    assert _ladder.reset_reasons(run) == {2: "NO_SOCKET"}
 
 
 def test_two_hosts_runs_leave_no_descriptors_or_children():

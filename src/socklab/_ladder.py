@@ -206,11 +206,12 @@ def _state_rows(run: Observed, sides: tuple[Endpoint, Endpoint]) -> list[dict]:
 
 def reset_reasons(run: Observed) -> dict[int, str]:
     """{packet index: the kernel's reason} for each RST in the trace, matched to the kernel's
-    ``tcp_send_reset`` event from the same address closest in time (each event used once)."""
+    ``tcp_send_reset`` event from the same address closest in time (each event used once).
+    A reset the scenario forged (the scripted peer's) has no reason: no kernel sent it."""
     sent = [e for e in run.kernel_events if isinstance(e, ResetSent)]
     found: dict[int, str] = {}
     for p in run.packets:
-        if "R" not in p.flags:
+        if "R" not in p.flags or p.fate == "injected":
             continue
         candidates = [e for e in sent if _events.endpoint(e) == p.source or (not e.sk and _events.peer(e) == p.source)]
         if candidates:
