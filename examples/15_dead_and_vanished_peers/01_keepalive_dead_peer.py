@@ -91,8 +91,8 @@ socklab.show(run.results())
 # ``seq 0``, where the handshake left the client at 1; tcpdump does not print
 # the sequence number of an empty segment): outside the server's window, so
 # a live peer answers it with an ACK (RFC 1122 section 4.2.3.6: "the probe
-# causes the receiver to return an acknowledgment segment"). The server's ``[F.]`` at the end is the scenario closing its
-# sockets.
+# causes the receiver to return an acknowledgment segment"). The server's
+# ``[F.]`` at the end is the scenario closing its sockets.
 socklab.show(run.trace())
 
 # %%
@@ -142,8 +142,9 @@ socklab.show(run.ladder())
 # ---------------------------------
 # The kernel's own events, on both hosts. The client's socket goes from
 # ``TCP_ESTABLISHED`` straight to ``TCP_CLOSE``, and the reset it sends on
-# the way has the reason ``TCP_KEEPALIVE_TIMEOUT`` ("keepalive timeout", in
-# ``include/net/rstreason.h``): ``tcp_keepalive_timer()`` sends it with
+# the way has the reason ``TCP_KEEPALIVE_TIMEOUT`` ("When we have already
+# run out of all the chances, which means keepalive timeout, we have to
+# reset the connection", in ``include/net/rstreason.h``): ``tcp_keepalive_timer()`` sends it with
 # ``tcp_send_active_reset()`` before ``tcp_write_err()`` reports the error.
 # The counters say the same: ``TcpExtTCPKeepAlive`` counts the two probes,
 # ``TcpExtTCPAbortOnTimeout`` the connection given up.

@@ -197,7 +197,7 @@ print(f"connect() failed after {resolving:.3f} s; with the defaults, "
 # (``enum skb_drop_reason``: "neigh entry in failed state"). On the way,
 # ``arp_error_report()`` made the host send itself an ICMP "host
 # unreachable" for the SYN (``ipv4_link_failure()``), and ``tcp_v4_err()``
-# ends a ``SYN-SENT`` socket on such a message at once. RFC 1122 calls "host
+# ends a ``TCP_SYN_SENT`` socket on such a message at once. RFC 1122 calls "host
 # unreachable" a soft error that SHOULD NOT abort a connection; Linux
 # applies that only once the connection is established.
 socklab.show(unreachable.events())

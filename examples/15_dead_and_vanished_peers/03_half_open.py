@@ -107,9 +107,9 @@ socklab.show(run.ladder())
 # --------------------
 # Two resets. The server's own, when its program aborted the connection
 # (reason ``TCP_STATE``: ``tcp_disconnect()`` resets a connection in a
-# state that needs it, here ``ESTABLISHED`` with ``SO_LINGER {1, 0}``),
-# lost. And the one that reached the client, sent by no socket, reason
-# ``NO_SOCKET`` ("Happens when can't find the corresponding sk", in
+# state that needs it, here an established one closed with
+# ``SO_LINGER {1, 0}``), lost. And the one that reached the client, sent by no socket, reason
+# ``NO_SOCKET`` ("no valid socket that can be used", in
 # ``include/net/rstreason.h``). The client's socket takes it in
 # ``TCP_ESTABLISHED`` and closes.
 socklab.show(run.events())
@@ -199,10 +199,11 @@ socklab.show(run.about())
 # .. admonition:: References
 #
 #    ``recv(2)`` and ``send(2)`` (``ECONNRESET``, ``EPIPE``), ``socket(7)``
-#    (``SO_LINGER``); RFC 9293 section 3.5.1 (half-open connections: "the
-#    connection is half-open when one side has closed or aborted the connection
-#    without the knowledge of the other, or if the two sides of the connection
-#    have become desynchronized because of a failure"), section 3.5.2 (reset
+#    (``SO_LINGER``); RFC 9293 section 3.5.1 ("An established connection is said
+#    to be 'half-open' if one of the TCP peers has closed or aborted the connection
+#    at its end without the knowledge of the other, or if the two ends of the
+#    connection have become desynchronized owing to a failure or reboot that
+#    resulted in loss of memory"), section 3.5.2 (reset
 #    generation); RFC 5961 sections 3.2 (an RST is accepted only at exactly
 #    RCV.NXT; in the window otherwise, a challenge ACK) and 4 (a SYN on a
 #    synchronized connection: a challenge ACK); the kernel's

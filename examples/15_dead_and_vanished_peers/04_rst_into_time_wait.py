@@ -90,8 +90,8 @@ socklab.show(assassinated.states())
 # connection from the same port in between (the port was free again), the
 # old FIN would have met that one instead: the hazards RFC 1337 lists.
 socklab.show(assassinated.trace())
-print(f"the reset entered the client's host {(assassinated.packets[8].time_ns - assassinated.packets[7].time_ns) / 1e6:.0f}"
-      " ms before the server's FIN left again")
+ahead = (assassinated.packets[8].time_ns - assassinated.packets[7].time_ns) / 1e6
+print(f"the reset entered the client's host {ahead:.0f} ms before the server's FIN left again")
 
 # %%
 # The ladder: the dropped ACK, the forged reset (marked ``forged``: no host
@@ -123,12 +123,12 @@ socklab.show(protected.ladder())
 # enabled, the TCP stack behaves conforming to RFC1337. If unset, we are not
 # conforming to RFC, but prevent TCP TIME_WAIT assassination." The runs
 # show what the second sentence leaves unclear: unset (0), a reset *does*
-# end ``TIME-WAIT``; it is the setting 1 that protects it. RFC 9293 itself
-# (section 3.10.7.4) still tells a host in ``TIME-WAIT`` to close on a valid
+# end the wait; it is the setting 1 that protects it. RFC 9293 itself
+# (section 3.10.7.4) still tells a host in that state to close on a valid
 # reset; RFC 1337's fix is to ignore it. Linux follows RFC 9293 by default.
-# A reset must carry exactly the expected sequence number to reach
-# ``TIME-WAIT`` at all; any other is answered or dropped (the page on
-# half-open connections shows the challenge ACK).
+# Only a reset with exactly the expected sequence number gets that far;
+# any other is answered or dropped (the page on half-open connections shows
+# the challenge ACK).
 
 # %%
 # What this page claims
@@ -174,5 +174,4 @@ socklab.show(assassinated.about(), protected.about())
 #    section 3.10.7.4 (a reset in TIME-WAIT: "enter the CLOSED state, delete the
 #    TCB"); the kernel's ``Documentation/networking/ip-sysctl.rst``
 #    (``tcp_rfc1337``) and ``net/ipv4/tcp_minisocks.c``
-#    (``tcp_timewait_state_process()``: "This is TIME_WAIT assassination, in two
-#    flavors"); ``tcp(7)``.
+#    (``tcp_timewait_state_process()``); ``tcp(7)``.
