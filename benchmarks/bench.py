@@ -6,6 +6,8 @@ Rows:
   bare in this process with no observation (the baseline);
 - the seed's scenario with the kernel's events recorded (as root) and without:
   what recording adds to a run, after its one-time start-up;
+- the seed's scenario on two hosts joined by a link with no delay, against one
+  namespace: what the topology (three namespaces, veths, the relay) costs;
 - the whole gallery: every example script executed in this process, as the
   docs build does (HTML mode, nothing printed).
 
@@ -69,6 +71,10 @@ def main() -> None:
         ("seed scenario, kernel events recorded (vs not)",
          median_ms(lambda: socklab.run(scenarios.close_then_send), args.repeat),
          median_ms(lambda: socklab.run(scenarios.close_then_send, kernel_events=False), args.repeat)),
+        ("seed scenario on two hosts, no delay (vs one namespace)",
+         median_ms(lambda: socklab.run(scenarios.close_then_send_two_hosts, wire=socklab.Wire(delay=0)),
+                   args.repeat),
+         median_ms(lambda: socklab.run(scenarios.close_then_send), args.repeat)),
         (f"whole gallery ({n_examples} examples, in process)", median_ms(gallery, max(3, args.repeat // 10)),
          None),
     ]

@@ -65,6 +65,7 @@ sphinx_gallery_conf = {
         "../examples/08_waiting_sockets",
         "../examples/09_broken_pipes",
         "../examples/15_dead_and_vanished_peers",
+        "../examples/16_timers",
     ],
     "within_subsection_order": "FileNameSortKey",
     "capture_repr": ("_repr_html_", "__repr__"),

@@ -90,3 +90,18 @@ def across_a_round_trip(lab):
             break
     lab.snapshot("after")
     lab.record("sends", n)
+
+
+def close_then_send_two_hosts(lab):
+    """The seed's scenario (close, send, RST, send) with the client and the server on two hosts."""
+    with lab.server:
+        listener = socket.create_server(("0.0.0.0", PORT))
+    with lab.client:
+        client = socket.create_connection((lab.server.ipv4, PORT))
+    server, _ = listener.accept()
+    lab.call(server.close, label="close")
+    lab.wait_packet("F.")
+    lab.wait_state(client, "CLOSE_WAIT")
+    lab.call(client.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
+    lab.wait_packet("R")
+    lab.call(client.send, b"a", socket.MSG_NOSIGNAL, label="send #2")

@@ -220,3 +220,53 @@ def test_ladder_of_a_real_run_matches_its_packets_states_and_calls():
         assert texts(fig, "state-right-") == ["ESTABLISHED", "CLOSED"]
     assert texts(fig, "call-") == ["close()", "recv = ECONNRESET"]
     fig.savefig(io.BytesIO(), format="png")
+
+
+def test_across_a_link_an_arrow_lands_where_the_packet_left_the_link():
+    import scenarios
+
+    run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0.01), kernel_events=False)
+    fig = _ladder.ladder(run)
+    y = {g: a.get_position()[1] for g, a in drawn(fig, "call-").items() if hasattr(a, "get_position")}
+    rst = next(p for p in run.packets if "R" in p.flags)
+    (_, start), (_, end) = drawn(fig, f"packet-{rst.index}")[f"packet-{rst.index}"]._posA_posB
+    sends = [i for i, c in enumerate(run.calls) if c.label.startswith("send #")]
+    before = [i for i in sends if run.calls[i].time_ns < rst.arrived_ns]
+    assert len(before) >= 2 and sends[-1] not in before
+    assert start < y[f"call-{before[-1]}"] < end < y[f"call-{sends[-1]}"]  # sends went on under the RST in flight
+    assert any("one-way delay 10 ms" in t.get_text() for t in drawn(fig, "note-").values())
+
+
+def test_a_packet_lost_on_the_link_is_crossed_out_halfway():
+    run = Run("lost", [
+        Started("6.18.0", "netns", True, "", "", T0),
+        _records_link([(0, "client", link_frame("192.0.2.1", "192.0.2.2", 50000, 4321, "S", 1000), "delivered", 5),
+                       (1, "server", link_frame("192.0.2.2", "192.0.2.1", 4321, 50000, "SA", 9000, 1001), "dropped",
+                        None)]),
+        Finished(T0 + 1000 * US),
+    ])
+    fig = _ladder.ladder(run)
+    lost = drawn(fig, "packet-1-lost")
+    assert lost, "the dropped SYN-ACK is crossed out"
+    x, _ = lost["packet-1-lost"].get_xydata()[0]
+    assert x == pytest.approx(sum(_ladder._X) / 2)
+    assert "which the link drops" in run.ladder_alt()
+    assert "DROPPED by the link" in str(run.trace())
+
+
+def link_frame(src, dst, sport, dport, flags, seq, ack=0):
+    return bytes(Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack))
+
+
+def _records_link(frames):
+    from socklab._records import LinkFrames
+    from socklab._wire import LinkFrame
+
+    settings = {"delay": 0.005, "realtime relay": True,
+                "hosts": {"client": {"ipv4": "192.0.2.1", "ipv6": "2001:db8::1", "sysctls": {}},
+                          "server": {"ipv4": "192.0.2.2", "ipv6": "2001:db8::2", "sysctls": {}}}}
+    return LinkFrames(tuple(
+        LinkFrame(i, sender, "server" if sender == "client" else "client", T0 + i * 10 * US,
+                  None if landed is None else T0 + i * 10 * US + landed * 1000 * US, fate,
+                  "a rule" if fate == "dropped" else None, data)
+        for i, sender, data, fate, landed in frames), settings)

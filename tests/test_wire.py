@@ -437,8 +437,8 @@ def test_a_misspelt_sysctl_is_named_with_the_known_ones():
         with two_hosts(client={"tcp_fin_timout": 5}):
             pass
 
-    with pytest.raises(socklab.ScenarioError, match=r"SysctlError: client: sysctl tcp_fin_timout = 5 was refused.*"
-                                                    r"the short names are tcp_fin_timeout"):
+    with pytest.raises(socklab.ScenarioError, match=r"SysctlError: client: sysctl net.ipv4.tcp_fin_timout = 5 "
+                                                    r"was refused.*the short names are tcp_fin_timeout"):
         socklab.run(scenario)
 
 

@@ -11,11 +11,13 @@ page's claims, ``_ladder`` draws. ``_tcp`` holds RFC 9293's state machine as a
 table, which ``_statediagram`` draws.
 """
 
+from . import _timers as timers
 from ._claims import ClaimError
 from ._hosts import Host, TwoHosts, Wire, WireUnavailable, sent_by
 from ._lab import Lab, ScenarioError, ScenarioKilled, ScenarioTimeout, poll_names, run
 from ._netns import Isolation, probe
 from ._records import Call, Snapshot, SocketRef
+from ._render import Table
 from ._run import Run
 from ._show import show
 from ._statediagram import draw_state_diagram
@@ -42,6 +44,7 @@ __all__ = [
     "SocketRow",
     "State",
     "TRANSITIONS",
+    "Table",
     "Transition",
     "TwoHosts",
     "Wire",
@@ -53,6 +56,7 @@ __all__ = [
     "sent_by",
     "show",
     "state_path",
+    "timers",
 ]
 
 from ._version import __version__ as __version__

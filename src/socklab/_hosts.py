@@ -93,9 +93,14 @@ class SysctlError(ValueError):
     """A host's sysctl does not exist or could not be set."""
 
 
+def full_name(name: str) -> str:
+    """A sysctl's dotted name: a short name is TCP's (``tcp_fin_timeout``: ``net.ipv4.tcp_fin_timeout``)."""
+    return SYSCTLS.get(name, name if "." in name else f"net.ipv4.{name}")
+
+
 def _set(host: Host, name: str, value: object) -> str:
     """Write sysctl `name` in the calling thread's namespace (the host's); its value read back."""
-    full = SYSCTLS.get(name, name)
+    full = full_name(name)
     try:
         return _rtnl.write_sysctl(full, value)
     except OSError as e:
@@ -140,7 +145,7 @@ class Host:
 
     def sysctl(self, name: str, value: object | None = None) -> str:
         """Read (or write, then read back) sysctl `name` on this host."""
-        full = SYSCTLS.get(name, name)
+        full = full_name(name)
         with self:
             return _rtnl.read_sysctl(full) if value is None else _rtnl.write_sysctl(full, value)
 
@@ -193,7 +198,7 @@ class TwoHosts:
                 _rtnl.add_address("eth0", host.ipv6, 64)
                 _rtnl.add_neighbour("eth0", other.ipv4, other.mac)
                 _rtnl.add_neighbour("eth0", other.ipv6, other.mac)
-                self._settings[host.name] = {SYSCTLS.get(k, k): _set(host, k, v) for k, v in given.items()}
+                self._settings[host.name] = {full_name(k): _set(host, k, v) for k, v in given.items()}
         if start:
             self.link.start()
 

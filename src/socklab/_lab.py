@@ -884,13 +884,14 @@ class _KernelWatch:
                 self.recorder.watch(record.inode)
             self.watching = self.watched = True
             os.kill(self.supervisor, signal.SIGUSR1)
-        elif isinstance(record, _Exited) and self.watching:
-            try:
-                self.events = self.recorder.stop()
-            except TimeoutError as e:  # no end marker: say so, never guess
-                self.error = str(e)
-            self.watching = False
-            os.kill(self.supervisor, signal.SIGUSR1)
+        elif isinstance(record, _Exited) and self.watched:
+            if self.watching:
+                try:
+                    self.events = self.recorder.stop()
+                except TimeoutError as e:  # no end marker: say so, never guess
+                    self.error = str(e)
+                self.watching = False
+            os.kill(self.supervisor, signal.SIGUSR1)  # it waits for this before letting its namespace go
 
     def cancel(self) -> None:
         if self.recorder is not None and self.watching:

@@ -24,12 +24,7 @@ time up to ``TCP_RTO_MAX``::
 
 For data, ``boundary`` is ``tcp_retries2`` (15) and ``rto_base`` is
 ``TCP_RTO_MIN`` (200 ms): 924.6 s. For a SYN, ``tcp_syn_retries`` (6) and
-``TCP_TIMEOUT_INIT`` (1 s): 127 s, a limit, not the moment ``connect()`` fails:
-the check runs when the retransmission timer fires, and since Linux 6.5 the
-first ``tcp_syn_linear_timeouts`` (4) timeouts of a SYN do not double
-(``tcp_retransmit_timer``), so the SYNs leave at 0, 1, 2, 3, 4, 5, 7, 11, 19,
-35 and 67 s and the timer that ends at 131 s is the first past the limit
-(``syn_schedule``; the kernel's ``ip-sysctl.rst`` says the same). The actual first RTO of a connection is
+``TCP_TIMEOUT_INIT`` (1 s): 127 s. The actual first RTO of a connection is
 its smoothed RTT plus a variance term of at least ``TCP_RTO_MIN``
 (``tcp_set_rto``, RFC 6298), so on a 50 ms path it starts near 250 ms.
 """
@@ -57,24 +52,45 @@ def retries2_timeout(tcp_retries2: int = 15) -> float:
 
 
 def syn_timeout(tcp_syn_retries: int = 6) -> float:
-    """The time ``connect()`` allows an unanswered SYN: 127 s by default (``syn_schedule`` says
-    when it actually fails)."""
+    """When ``connect()`` gives up on an unanswered SYN: 127 s by default."""
     return model_timeout(tcp_syn_retries, TCP_TIMEOUT_INIT)
 
 
-def syn_schedule(tcp_syn_retries: int = 6, tcp_syn_linear_timeouts: int = 4) -> tuple[list[float], float]:
-    """When each SYN leaves (seconds after the first) and when ``connect()`` fails with ETIMEDOUT:
-    ([0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67], 131) by default. The first ``tcp_syn_linear_timeouts``
-    + 1 timeouts last ``TCP_TIMEOUT_INIT``, then each doubles; the kernel gives up when a timeout
-    ends ``syn_timeout(tcp_syn_retries)`` or more after the first SYN."""
-    limit, now, rto, sent = syn_timeout(tcp_syn_retries), 0.0, TCP_TIMEOUT_INIT, [0.0]
-    while True:
+def syn_schedule(tcp_syn_retries: int = 6, linear_timeouts: int = 4) -> tuple[list[float], float]:
+    """When ``connect()`` retransmits an unanswered SYN, and when it gives up (seconds from the first SYN).
+
+    Since Linux 6.5 (``tcp_syn_linear_timeouts``, 4 by default) the retransmission timer keeps
+    its initial 1 s for the first `linear_timeouts` expiries and doubles only after them
+    (``tcp_retransmit_timer``: ``total_rto > tcp_syn_linear_timeouts``). At each expiry
+    ``tcp_write_timeout`` gives up when either the SYN has been retransmitted
+    ``tcp_syn_retries + tcp_syn_linear_timeouts`` times, or the time since the first SYN
+    (``retrans_stamp``, set by ``tcp_connect``) reaches ``syn_timeout(tcp_syn_retries)``.
+    The defaults give 10 retransmissions and 131 s; before 6.5 (``linear_timeouts=0``) 6 and 127 s.
+    Returns (the retransmissions' times, the time it gives up).
+    """
+    allowed = syn_timeout(tcp_syn_retries)
+    rto, now, sent = TCP_TIMEOUT_INIT, 0.0, []
+    for expiry in range(1, 64):
         now += rto
-        if now >= limit:
+        if len(sent) >= tcp_syn_retries + linear_timeouts or now >= allowed - 1e-9:
             return sent, now
         sent.append(now)
-        if len(sent) > tcp_syn_linear_timeouts + 1:
+        if expiry > linear_timeouts:
             rto = min(rto * 2, TCP_RTO_MAX)
+    raise ValueError(f"no end to the SYN schedule for tcp_syn_retries={tcp_syn_retries}")
+
+
+def keepalive_timeout(idle: float = 7200, interval: float = 75, probes: int = 9) -> float:
+    """When an idle connection with ``SO_KEEPALIVE`` and a silent peer is given up: the first probe
+    after `idle` seconds (``tcp_keepalive_time``), then `probes` unanswered probes `interval` apart
+    (``tcp_keepalive_intvl``, ``tcp_keepalive_probes``): 7875 s by default."""
+    return idle + interval * probes
+
+
+#: An orphaned FIN-WAIT-2 socket lasts ``tcp_fin_timeout`` (60 s by default).
+FIN_TIMEOUT = 60.0
+#: TIME-WAIT lasts ``TCP_TIMEWAIT_LEN``, a constant (``include/net/tcp.h``: 60 * HZ); no sysctl changes it.
+TIMEWAIT_LEN = 60.0
 
 
 def backoff(first_rto: float, n: int, rto_max: float = TCP_RTO_MAX) -> list[float]:
