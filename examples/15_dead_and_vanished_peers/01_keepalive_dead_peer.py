@@ -27,7 +27,7 @@ with the per-socket options ``TCP_KEEPIDLE``, ``TCP_KEEPINTVL`` and
 import socket
 
 import socklab
-from socklab._timers import within
+from socklab import timers
 
 PORT = 4321
 IDLE, INTERVAL, COUNT = 1, 1, 2  # seconds of silence, seconds between probes, probes
@@ -105,12 +105,12 @@ socklab.show(run.trace())
 packets = run.packets
 received = packets[1].arrived_ns  # the SYN-ACK reached the client
 recv_call = run.call("client: recv()")
-first_probe = within("first probe, TCP_KEEPIDLE after the last segment received",
-                     received, packets[3].time_ns, IDLE, 0.3)
-between = within("second probe, TCP_KEEPINTVL after the first", packets[3].time_ns, packets[4].time_ns,
-                 INTERVAL, 0.3)
-gave_up = within("ETIMEDOUT, TCP_KEEPIDLE + TCP_KEEPCNT * TCP_KEEPINTVL after the last segment received",
-                 received, recv_call.time_ns, IDLE + COUNT * INTERVAL, 0.3)
+first_probe = timers.within("first probe, TCP_KEEPIDLE after the last segment received",
+                            received, packets[3].time_ns, IDLE, 0.3)
+between = timers.within("second probe, TCP_KEEPINTVL after the first", packets[3].time_ns, packets[4].time_ns,
+                        INTERVAL, 0.3)
+gave_up = timers.within("ETIMEDOUT, TCP_KEEPIDLE + TCP_KEEPCNT * TCP_KEEPINTVL after the last segment received",
+                        received, recv_call.time_ns, timers.keepalive_timeout(IDLE, INTERVAL, COUNT), 0.3)
 print(f"first probe {first_probe:.3f} s after the SYN-ACK arrived, second {between:.3f} s later, "
       f"ETIMEDOUT {gave_up:.3f} s after the SYN-ACK (set: {IDLE} + {COUNT} x {INTERVAL} = "
       f"{IDLE + COUNT * INTERVAL} s)")
@@ -125,9 +125,10 @@ print(f"first probe {first_probe:.3f} s after the SYN-ACK arrived, second {betwe
 # to be noticed on an idle connection with ``SO_KEEPALIVE`` alone: over two
 # hours. Without ``SO_KEEPALIVE`` it is never noticed. (Computed, not run:
 # the build does not wait two hours; the shortened run above is what checks
-# the rule.)
+# the rule. :ref:`The timers page <sphx_glr_auto_examples_16_timers_01_timer_schedules.py>`
+# puts this default beside the kernel's other timers.)
 default_idle, default_interval, default_count = (run.value(name) for name in KEEPALIVE_SYSCTLS)
-default_total = default_idle + default_count * default_interval
+default_total = round(timers.keepalive_timeout(default_idle, default_interval, default_count))
 hours, rest = divmod(default_total, 3600)
 print(f"tcp_keepalive_time {default_idle} s + tcp_keepalive_probes {default_count} x tcp_keepalive_intvl "
       f"{default_interval} s = {default_total} s ({hours} h {rest // 60} min {rest % 60} s)")

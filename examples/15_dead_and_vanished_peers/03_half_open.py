@@ -11,7 +11,8 @@ addresses, answers with an RST, and the client's next ``recv()`` fails with
 ``ECONNRESET``. If what arrives first from the server's host is a SYN
 instead, the client's kernel does not believe it: it answers with a
 "challenge ACK" (RFC 5961), and the reset that comes back for *that* ends
-the connection. Two runs, one per way back.
+the connection; so does a reset that is not quite at the expected
+sequence number. Three runs, one per way back.
 """
 
 # %%
@@ -164,6 +165,41 @@ socklab.show(challenged.events())
 socklab.show(challenged.ladder())
 
 # %%
+# Resets first: one ignored, one challenged
+# -----------------------------------------
+# A reset is checked the same way. The same vanishing and return; then the
+# scripted peer sends two RSTs from the server's address: one with a
+# sequence number far outside the client's receive window (as a blind
+# attacker's guess mostly is), then one inside the window but not exactly
+# at the next expected byte (1000 bytes past it).
+
+
+def challenged_resets(lab):
+    listener, client, server = connected(lab)
+    synack = lab.link.wait_packet("S.", sender="server").packet
+    server_host_vanishes_and_returns(lab, listener, server)
+    client.settimeout(5)
+
+    next_expected = synack.seq + 1  # the client's RCV.NXT: nothing was sent after the handshake
+    lab.net.forge(lab.server, "R", sport=PORT, dport=client.getsockname()[1], seq=next_expected + 2**30)
+    lab.net.forge(lab.server, "R", sport=PORT, dport=client.getsockname()[1], seq=next_expected + 1000)
+    lab.wait_packet("R", sport=PORT, after=2)  # the reset the challenge ACK drew
+    lab.wait_state(client, None)
+    lab.call(client.recv, 1024, label="recv()")
+
+
+resets_first = socklab.run(challenged_resets, wire=socklab.Wire(delay=0.010))
+
+# %%
+# The first forged ``[R]`` draws nothing: outside the window, it is dropped
+# without an answer (RFC 5961 section 3.2). The second, inside the window,
+# draws a challenge ACK, exactly as the SYN did; the server's host answers
+# it with the ``NO_SOCKET`` reset at the right number, and that one ends the
+# connection. A guessed reset cannot end a connection that is alive; a real
+# peer that lost the connection still can, one round trip later.
+socklab.show(resets_first.results(), resets_first.trace())
+
+# %%
 # What this page claims
 # ---------------------
 # Checked against this build's runs: if the kernel does anything else, the
@@ -190,6 +226,14 @@ challenged.expect(
     resets=[("server", "TCP_STATE"), ("no socket", "NO_SOCKET")],
     transitions={"client": ["CLOSE", "SYN_SENT", "ESTABLISHED", "CLOSE"]},
     counters={"client:TcpExtTCPChallengeACK": 1, "client:TcpExtTCPSYNChallenge": 1},
+)
+resets_first.expect(
+    calls={"client: recv()": "ECONNRESET"},
+    flow=[*HANDSHAKE_THEN_LOST_RESET, "server [R]", "server [R]", "client [.]", "server [R]"],
+    packets={4: {"fate": "injected", "seq": 2**30 + 1}, 5: {"fate": "injected", "seq": 1001},
+             6: {"flags": ".", "ack": 1}, 7: {"flags": "R", "seq": 1, "fate": "delivered"}},
+    resets=[("server", "TCP_STATE"), ("no socket", "NO_SOCKET")],
+    counters={"client:TcpExtTCPChallengeACK": 1},
 )
 run.summarize(closer="server: close(), SO_LINGER {1, 0}, link cut",
               sends=["client: send()", "client: send() again"], recv="client: recv()")
