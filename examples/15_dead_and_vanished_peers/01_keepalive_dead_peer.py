@@ -69,7 +69,8 @@ run = socklab.run(dead_while_idle, wire=socklab.Wire(delay=0.010))
 # is 1. After ``recv()`` failed, the client's socket is gone, while the
 # server's is still ``ESTAB``: nothing told the server anything. Had its host
 # really died, that socket would have died with it; if the link came back,
-# it would be a half-open connection (the next page of this section).
+# it would be a half-open connection
+# (:ref:`a page of its own <sphx_glr_auto_examples_15_dead_and_vanished_peers_03_half_open.py>`).
 socklab.show(run.states())
 
 # %%
