@@ -1,61 +1,78 @@
-"""Run the seed's scenario N times (optionally with both cores busy) and count the outcomes.
+"""Run example pages many times and count how often each run repeats exactly (flags and outcomes).
 
-Usage: python benchmarks/repeat.py [-n 1000] [--load]
-Prints how many runs gave each (flow, call outcomes, trace text without times, socket tables)
-combination.
+Every ``socklab.run`` an example makes is recorded as (packet flow, call outcomes, reset reasons);
+after N executions of the page, each run must have had one result. Times, ports and
+sequence numbers are not compared: the flow is ``"client [S]"`` lines, the outcomes are
+values or errno names.
+
+Usage: python benchmarks/repeat.py [-n 100] examples/14_across_a_network/*.py
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import multiprocessing
+import contextlib
+import io
 import os
+import runpy
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-import scenarios  # noqa: E402
-import socklab  # noqa: E402
+import socklab
 
 
-def burn(stop) -> None:
-    x = 0
-    while not stop.is_set():
-        for _ in range(100_000):
-            x += 1
+def signature(run: socklab.Run) -> tuple:
+    return (tuple(run.flow()), tuple(f"{c.label}={c.outcome}" for c in run.calls),
+            tuple(f"{who}:{reason}" for who, reason, _ in run.resets()))
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=1000)
-    parser.add_argument("--load", action="store_true", help="keep every core busy with a spinning process")
+    parser.add_argument("-n", type=int, default=100)
+    parser.add_argument("pages", nargs="+", type=Path)
     args = parser.parse_args()
-    ctx = multiprocessing.get_context("spawn")
-    stop = ctx.Event()
-    burners = [ctx.Process(target=burn, args=(stop,)) for _ in range(os.cpu_count() or 1)] if args.load else []
-    for p in burners:
-        p.start()
-    counts: collections.Counter = collections.Counter()
-    start = time.perf_counter()
-    try:
-        for i in range(args.n):
-            run = socklab.run(scenarios.close_then_send)
-            trace = "\n".join(p.line(0).split(" ", 2)[-1] for p in run.packets)
-            counts[(tuple(run.flow()), tuple(c.outcome for c in run.calls), trace + "\n" + str(run.states()))] += 1
-            if (i + 1) % 100 == 0:
-                print(f"  {i + 1}/{args.n} runs", file=sys.stderr)
-    finally:
-        stop.set()
-        for p in burners:
-            p.join()
-    elapsed = time.perf_counter() - start
-    print(f"{args.n} runs in {elapsed:.1f} s, load on {len(burners)} cores: {len(counts)} distinct result(s)")
-    for (flow, outcomes, trace), n in counts.most_common():
-        print(f"\n{n} x flow {' '.join(flow)}; calls {outcomes}\n{trace}")
+    os.environ["SOCKLAB_OUTPUT"] = "html"  # nothing printed
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seen: dict[tuple[str, str], collections.Counter] = collections.defaultdict(collections.Counter)
+    original = socklab.run
+
+    def recording(scenario, **kwargs):  # type: ignore[no-untyped-def]
+        run = original(scenario, **kwargs)
+        seen[(page.name, run.name)][signature(run)] += 1
+        return run
+
+    socklab.run = recording
+    failed = 0
+    for page in [p.resolve() for p in args.pages]:
+        start = time.monotonic()
+        for _ in range(args.n):
+            cwd = os.getcwd()
+            os.chdir(page.parent)
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    runpy.run_path(str(page), run_name="__main__")
+            finally:
+                os.chdir(cwd)
+                plt.close("all")
+        print(f"{page}: {args.n} executions in {time.monotonic() - start:.0f} s", file=sys.stderr)
+    print(f"{'page':45} {'run':40} {'identical':>10}")
+    for (page_name, run_name), results in sorted(seen.items()):
+        common, count = results.most_common(1)[0]
+        total = sum(results.values())
+        print(f"{page_name:45} {run_name:40} {count:>4}/{total:<5}")
+        if count != total:
+            failed += 1
+            for other, n in results.items():
+                if other != common:
+                    print(f"    {n} x differs: {other}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -224,6 +224,32 @@ def test_refused_namespace_still_runs_and_says_what_is_missing(refused_namespace
         assert run.flow() == scenarios.SEED_FLOW
 
 
+def test_without_a_namespace_a_socket_the_scenario_closed_but_a_child_still_holds_stays_its_own(refused_namespaces):
+    """In the host's namespace a run keeps only its own rows. A socket it closed while a forked
+    child (or a thread's blocked call) still holds it is open, with an inode, but no longer in
+    the scenario's file table: it is still the run's, known by the addresses it had."""
+
+    def fork_holds(lab):
+        listener = socket.create_server(("127.0.0.1", 4321))
+        _client = socket.create_connection(("127.0.0.1", 4321))  # kept open: the server's peer
+        server, _ = listener.accept()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(w)
+            os.read(r, 1)
+            os._exit(0)
+        os.close(r)
+        lab.call(server.close, label="close() in the parent")
+        lab.snapshot("after the parent's close")
+        os.close(w)
+        os.waitpid(pid, 0)
+
+    run = socklab.run(fork_holds)
+    assert run.isolation.mode == "none"
+    assert run.states_at("after the parent's close")["server"].state is socklab.State.ESTABLISHED
+
+
 UNPRIVILEGED_RUN = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
@@ -793,3 +819,15 @@ def test_an_unprivileged_user_gets_two_hosts_too(unprivileged):
     result = unprivileged.run(["-c", code, str(unprivileged.home / "tests")])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "userns+netns ['client [S]', 'server [S.]', 'client [.]'] EPIPE", result.stdout
+
+
+def test_a_two_hosts_run_records_each_hosts_kernel_events_and_reset_reasons():
+    if os.geteuid() != 0:
+        pytest.skip("kernel events need root")
+    run = socklab.run(scenarios.close_then_send_two_hosts, wire=socklab.Wire(delay=0.01))
+    assert not run.events_unavailable, run.events_unavailable
+    assert {e.host for e in run.kernel_events} == {"client", "server"}
+    assert run.resets() == [("server", "TCP_TIMEWAIT_SOCKET", State.TIME_WAIT)]
+    client_states = [e.new for e in run.kernel_events if type(e).__name__ == "StateChange" and e.host == "client"]
+    assert client_states[:3] == [State.SYN_SENT, State.ESTABLISHED, State.CLOSE_WAIT]
+    assert "host" in str(run.events()).splitlines()[1]

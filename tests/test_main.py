@@ -34,6 +34,18 @@ def test_check_on_a_refusing_kernel_says_what_to_do(capsys, monkeypatch):
         _netns._probe_cache = None
     out = capsys.readouterr().out
     assert "namespaces: REFUSED" in out and "apparmor_restrict_unprivileged_userns=0" in out
+    assert "two hosts: REFUSED: they need network namespaces" in out
+    assert "kernel events: not recorded (no namespace)" in out
+
+
+def test_check_says_whether_kernel_events_and_two_hosts_work(capsys):
+    main(["check"])
+    out = capsys.readouterr().out
+    if os.geteuid() == 0:
+        assert "kernel events: OK (BPF on the TCP tracepoints)" in out
+    else:
+        assert "kernel events: not recorded (not root)" in out
+    assert "two hosts: OK" in out
 
 
 def test_list_names_the_scenarios(capsys):

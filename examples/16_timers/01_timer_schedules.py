@@ -95,20 +95,25 @@ expiries = [copies[2].time_ns + round(sum(timers.backoff(rto, n)[1:]) * 1e9) for
 predicted = next(t for t in expiries if (t - copies[2].time_ns) / 1e9 >= allowed)
 measured = timers.within("recv() failing, from the first send", copies[0].time_ns, died,
                          (predicted - copies[0].time_ns) / 1e9, 0.1)
-socklab.show(data_run.results(), data_run.trace())
 print("the byte left at +0 s, then at " + ", ".join(f"+{(p.time_ns - copies[0].time_ns) / 1e9:.3f} s"
                                                       for p in copies[1:])
       + f"; the RTO was {rto * 1000:.0f} ms; allowed {allowed:g} s after the first RTO retransmission; "
         f"recv() failed at +{measured:.3f} s")
+socklab.show(data_run.results(), data_run.trace())
 
 # %%
-# The trace shows the byte sent, then sent again about 240 ms later: not by
-# the retransmission timer but by the tail loss probe (RFC 8985), which fires
-# after two round trips plus 200 ms when a single segment is unacknowledged.
-# Then the retransmission timer's copies, the gap doubling each time.
+# The trace shows the byte sent, then sent again a little over 200 ms later:
+# not by the retransmission timer but by the tail loss probe (RFC 8985),
+# which resends the last segment when its ACK is overdue (the kernel's
+# ``TCPLossProbes`` counter, claimed at the end of the page, says it fired
+# once). Then the retransmission timer's copies, the gap doubling each time.
 # ``recv()`` fails with ``ETIMEDOUT`` at the first expiry 0.6 s or more after
-# the timer's first copy, and the client's kernel sends an RST as it gives
-# up (the link drops the server's ACKs, not the client's packets). With the
+# the timer's first copy. The client's kernel sends nothing as it gives up:
+# unlike keep-alive below, a retransmission timeout ends the connection
+# without a reset. (The RST at the end of the trace is the server's, sent
+# when the scenario ended and its socket was closed with the byte unread:
+# the kernel's reason ``TCP_ABORT_ON_CLOSE``; the link drops it like
+# everything else from the server.) With the
 # default ``tcp_retries2`` of 15 the same schedule runs for 924.6 s or more:
 # about 15 minutes.
 socklab.show(data_run.ladder())
@@ -151,7 +156,8 @@ socklab.show(syn_run.results(), syn_run.trace())
 # sequence number is one below the next byte, so it carries nothing new and a
 # live peer must answer it. Its answer is dropped, and the kernel gives up
 # 1 s later: ``recv()`` fails with ``ETIMEDOUT`` about 2 s after the last
-# packet, and the client's kernel sends an RST as it lets the connection go.
+# packet, and the client's kernel sends an RST as it lets the connection go
+# (the kernel's reason: ``TCP_KEEPALIVE_TIMEOUT``, in the events below).
 
 
 def silent_peer_while_idle(lab):
@@ -172,7 +178,7 @@ idle_run = socklab.run(silent_peer_while_idle, wire=socklab.Wire(delay=0.01))
 last = idle_run.packets[2]  # the handshake's last ACK: the connection is idle from here
 idle_measured = timers.within("recv() with keep-alive 1 s + 1 x 1 s", last.time_ns,
                               idle_run.call("client: recv").time_ns, timers.keepalive_timeout(1, 1, 1), 0.2)
-socklab.show(idle_run.results(), idle_run.trace())
+socklab.show(idle_run.results(), idle_run.trace(), idle_run.events())
 
 # %%
 # An orphaned FIN-WAIT-2 socket
@@ -180,7 +186,11 @@ socklab.show(idle_run.results(), idle_run.trace())
 # The client closes; the server's program never does. The client's socket,
 # which no program holds any more, waits in ``FIN-WAIT-2`` for a FIN that
 # never comes, for ``tcp_fin_timeout`` seconds (set to 1 on the client's
-# host), then the kernel drops it without sending anything.
+# host), then the kernel drops it without sending anything. When the
+# scenario ends and the server's socket is closed at last, its FIN reaches a
+# client host with no connection left, which answers with an RST (the
+# kernel's reason ``NO_SOCKET``, claimed at the end of the page; the capture
+# ends with the scenario, so that RST is in the kernel's events, not the trace).
 
 
 def orphan(lab):
@@ -263,8 +273,11 @@ socklab.show(fig)
 # The times above are claimed with tolerances (the build fails outside them);
 # these are the outcomes and what crossed the link.
 data_run.expect(calls={"client: send": 1, "client: recv": "ETIMEDOUT"},
+                resets=[("server", "TCP_ABORT_ON_CLOSE")],  # the server's socket closed with the byte unread
                 counters={"client:TcpExtTCPLossProbes": 1, "client:TcpExtTCPTimeouts": len(copies) - 1})
 assert (copies[-1].time_ns - copies[2].time_ns) / 1e9 < allowed <= (died - copies[2].time_ns) / 1e9, copies
+# nothing from the client after its last copy: no RST when a retransmission timeout ends a connection
+assert [p.flags for p in data_run.packets if p.sport != PORT and p.time_ns > copies[-1].time_ns] == []
 syn_run.expect(calls={"client: connect": "ETIMEDOUT"}, flow=["client [S]"] * (1 + len(syn_sent)),
                packets={i: {"fate": "dropped"} for i in range(1 + len(syn_sent))})
 probe = idle_run.packets[3]
@@ -272,9 +285,12 @@ idle_run.expect(calls={"client: recv": "ETIMEDOUT"},
                 # the probe: an ACK whose sequence number is one below the next byte (it carries nothing new,
                 # so a live peer must answer it); the answer dropped; the client's RST as it gives up
                 packets={3: {"flags": ".", "seq": 0, "sport": probe.sport}, 4: {"flags": ".", "fate": "dropped"},
-                         5: {"flags": "R.", "sport": probe.sport}})
+                         5: {"flags": "R.", "sport": probe.sport}},
+                resets=[("client", "TCP_KEEPALIVE_TIMEOUT")])
 fin_run.expect(states={"after close": {"client": "FIN_WAIT2", "server": ("CLOSE_WAIT", 1)},
-                       "after tcp_fin_timeout": {"client": None, "server": ("CLOSE_WAIT", 1)}})
+                       "after tcp_fin_timeout": {"client": None, "server": ("CLOSE_WAIT", 1)}},
+               # when the scenario ends the server's socket closes; its FIN finds no connection on the client's host
+               resets=[("no socket", "NO_SOCKET")])
 assert 58_000 <= tw_row.timer_ms <= 60_000, tw_row
 for run in (data_run, syn_run, idle_run, fin_run, tw_run):
     socklab.show(run.about())

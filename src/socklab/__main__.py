@@ -16,7 +16,9 @@ import runpy
 import sys
 from pathlib import Path
 
-from . import _netns, _states
+from . import _kernel, _netns, _states
+from ._hosts import Wire, WireUnavailable
+from ._lab import run
 from ._version import __version__
 
 DESCRIPTION = """\
@@ -48,11 +50,37 @@ def check() -> int:
         lines.append("socket states: OK (sock_diag netlink, as ss uses)")
     except OSError as e:
         lines.append(f"socket states: netlink refused ({e}); falling back to /proc/net/tcp (no LISTEN backlog)")
+    lines.append(_kernel_events_line(diag.mode, diag.namespace_fix))
+    lines.append(_two_hosts_line(diag.mode, diag.namespace_fix))
     ok = diag.mode != "none" and diag.capture
     print("\n".join(lines))
     print("\nall good: scenarios run isolated and captured" if ok
           else "\nscenarios will still run, but their output will say what is missing")
     return 0 if ok else 1
+
+
+def _kernel_events_line(mode: str, namespace_fix: str) -> str:
+    """Whether runs here record the kernel's own events (resets' reasons, every state change)."""
+    if mode != "netns":
+        fix = namespace_fix if mode == "none" else _kernel.FIX_ROOT
+        return (f"kernel events: not recorded ({'no namespace' if mode == 'none' else 'not root'}): "
+                f"claims about reset reasons and transitions are reported unchecked\n  fix: {fix}")
+    recorder = _kernel.recorder()
+    if isinstance(recorder, _kernel.Unavailable):
+        return f"kernel events: UNAVAILABLE: {recorder.reason}\n  fix: {recorder.fix}"
+    missing = "; ".join(f"{what}: {why}" for what, why in sorted(recorder.missing.items()))
+    return "kernel events: OK (BPF on the TCP tracepoints)" + (f", except {missing}" if missing else "")
+
+
+def _two_hosts_line(mode: str, namespace_fix: str) -> str:
+    """Whether scenarios can have two hosts joined by a link (``run(..., wire=Wire())``)."""
+    if mode == "none":
+        return f"two hosts: REFUSED: they need network namespaces\n  fix: {namespace_fix}"
+    try:
+        run(lambda lab: None, name="two hosts check", wire=Wire(delay=0), kernel_events=False)
+    except WireUnavailable as e:
+        return f"two hosts: REFUSED: {e}"
+    return "two hosts: OK: run(..., wire=socklab.Wire(delay=...)) gives a scenario a client, a server and a link"
 
 
 def default_examples() -> Path:

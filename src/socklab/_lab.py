@@ -203,18 +203,21 @@ class Lab:
     def _only_own(self, rows: list[_states.SocketRow]) -> list[_states.SocketRow]:
         """Without a private namespace: keep the sockets this process owns or owned.
 
-        Its own: open here and not before the scenario began; or closed (inode 0, an
+        Its own: open here and not before the scenario began; seen open here before (in a
+        snapshot, or by a ``lab`` call on it) and still open elsewhere (closed here while a
+        forked child, or a thread's blocked call, still holds it); or closed (inode 0, an
         orphan or a TIME_WAIT socket) and either seen open before or on a port of the
         run's own (``_ports``: chosen free for this run)."""
         inodes = _socket_inodes() - self._before
         own_ports = self._ports.own
+        seen = self._own | set(self._seen.values())
         kept = []
         for row in rows:
             if row.inode in inodes:
                 self._own.add((row.local, row.peer))
                 kept.append(row)
-            elif row.inode == 0 and ((row.local, row.peer) in self._own or row.local_port in own_ports
-                                     or row.peer_port in own_ports):
+            elif (row.local, row.peer) in seen or (
+                    row.inode == 0 and (row.local_port in own_ports or row.peer_port in own_ports)):
                 kept.append(row)
         return kept
 
@@ -872,16 +875,7 @@ class _KernelWatch:
         if self.recorder is None:
             return
         if isinstance(record, _NamespaceReady):
-            if record.hosts:
-                try:
-                    self.recorder.watch(record.inode, hosts=record.hosts)  # type: ignore[call-arg]
-                except TypeError:  # a recorder of one namespace only
-                    self.error = "this recorder watches one namespace, and two hosts need three"
-                    self.watched = True
-                    os.kill(self.supervisor, signal.SIGUSR1)
-                    return
-            else:
-                self.recorder.watch(record.inode)
+            self.recorder.watch(record.inode, hosts=record.hosts or None)
             self.watching = self.watched = True
             os.kill(self.supervisor, signal.SIGUSR1)
         elif isinstance(record, _Exited) and self.watched:

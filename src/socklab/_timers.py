@@ -69,7 +69,8 @@ def syn_schedule(tcp_syn_retries: int = 6, linear_timeouts: int = 4) -> tuple[li
     Returns (the retransmissions' times, the time it gives up).
     """
     allowed = syn_timeout(tcp_syn_retries)
-    rto, now, sent = TCP_TIMEOUT_INIT, 0.0, []
+    rto, now = TCP_TIMEOUT_INIT, 0.0
+    sent: list[float] = []
     for expiry in range(1, 64):
         now += rto
         if len(sent) >= tcp_syn_retries + linear_timeouts or now >= allowed - 1e-9:

@@ -110,12 +110,17 @@ def events(run: Observed) -> Table:
         return Table("kernel events", [], [], empty=f"(none: {why}{fix})", spelling="kernel")
     rows, classes = [], []
     t0 = _start(run)
+    hosts = any(getattr(e, "host", "") for e in run.kernel_events)
     for e in run.kernel_events:
-        rows.append([_ms(t0, e.time_ns), _events.whose(run, e) or "–", _events.describe(run, e)])
+        rows.append([_ms(t0, e.time_ns), *([e.host or "–"] if hosts else []), _events.whose(run, e) or "–",
+                     _events.describe(run, e)])
         classes.append("rst" if type(e).__name__ == "ResetSent" else "")
     notes = [f"not recorded on this kernel: {what} ({why})" for what, why in run.events_missing.items()]
     if run.counters:
         notes.append("counters that changed: " + ", ".join(f"{k} +{v}" for k, v in sorted(run.counters.items())))
+    if hosts:
+        return Table("kernel events (tracepoints of this run's two hosts)", ["time", "host", "socket", "event"],
+                     rows, classes, notes, spelling="kernel")
     return Table("kernel events (tracepoints of this run's network namespace)", ["time", "socket", "event"],
                  rows, classes, notes, spelling="kernel")
 
