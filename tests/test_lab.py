@@ -13,7 +13,7 @@ import pytest
 
 import scenarios
 import socklab
-from socklab import State, _netns
+from socklab import State, _ladder, _netns
 
 
 def open_fds():
@@ -733,6 +733,49 @@ def test_a_packet_the_link_drops_is_marked_in_the_trace_and_the_ladder():
     assert "DROPPED by the link (rule 'the first FIN')" in str(run.trace())
     assert "which the link drops" in run.ladder_alt()
     assert run.snapshot("after").rows and any(r.state is State.CLOSE_WAIT for r in run.snapshot("after").rows)
+
+
+def forged_syn(lab):
+    """The scripted peer sends a SYN into an established connection; the client's challenge ACK."""
+    with lab.server:
+        listener = socket.create_server(("0.0.0.0", scenarios.PORT))
+    with lab.client:
+        client = socket.create_connection((lab.server.ipv4, scenarios.PORT))
+    server, _ = listener.accept()
+    lab.net.forge(lab.server, "S", sport=scenarios.PORT, dport=50000, seq=1000)
+    lab.link.wait_packet(".", sender="client", after=1)  # the client's challenge ACK
+    lab.snapshot("after")
+    client.close()
+    server.close()
+
+
+def test_a_syn_the_scripted_peer_forges_into_a_connection_leaves_the_roles_as_they_were():
+    run = socklab.run(forged_syn, wire=socklab.Wire(delay=0), kernel_events=False)
+    assert [p.fate for p in run.packets if p.flags == "S"] == ["delivered", "injected"]
+    assert run.flow()[:5] == ["client [S]", "server [S.]", "client [.]", "server [S]", "client [.]"]
+    assert set(run.states_at("after")) == {"listener", "client", "server"}
+
+
+def test_a_forged_segment_is_drawn_as_the_scenarios_not_as_its_hosts():
+    run = socklab.run(forged_syn, wire=socklab.Wire(delay=0), kernel_events=False)
+    assert "the scenario forges, as if from server, SYN; client sends ACK" in run.ladder_alt()
+    forged = next(p for p in run.packets if p.fate == "injected")
+    fig = run.ladder()
+    assert [t.get_text() for t in fig.axes[0].texts if t.get_gid() == f"packet-{forged.index}-forged"] == ["forged"]
+
+
+def test_a_forged_reset_takes_no_kernel_reason_from_the_reset_the_kernel_sent():
+    def forged_then_refused(lab):
+        lab.net.forge(lab.server, "R", sport=scenarios.PORT, dport=50000, seq=1)  # nobody's: no answer
+        with lab.client:
+            client = socket.socket()
+        lab.call(client.connect, (lab.server.ipv4, scenarios.PORT), label="connect()")  # nothing listens
+
+    run = socklab.run(forged_then_refused, wire=socklab.Wire(delay=0))
+    if not run.kernel_events:
+        pytest.skip(f"no kernel events here: {run.events_unavailable}")
+    assert [(p.flags, p.fate) for p in run.packets] == [("R", "injected"), ("S", "delivered"), ("R.", "delivered")]
+    assert _ladder.reset_reasons(run) == {2: "NO_SOCKET"}
 
 
 def test_two_hosts_runs_leave_no_descriptors_or_children():

@@ -208,11 +208,12 @@ def _state_rows(run: Observed, sides: tuple[Endpoint, Endpoint]) -> list[dict]:
 
 def reset_reasons(run: Observed) -> dict[int, str]:
     """{packet index: the kernel's reason} for each RST in the trace, matched to the kernel's
-    ``tcp_send_reset`` event from the same address closest in time (each event used once)."""
+    ``tcp_send_reset`` event from the same address closest in time (each event used once).
+    A reset the scenario forged (the scripted peer's) has no reason: no kernel sent it."""
     sent = [e for e in run.kernel_events if isinstance(e, ResetSent)]
     found: dict[int, str] = {}
     for p in run.packets:
-        if "R" not in p.flags:
+        if "R" not in p.flags or p.fate == "injected":
             continue
         candidates = [e for e in sent if _events.endpoint(e) == p.source or (not e.sk and _events.peer(e) == p.source)]
         if candidates:
@@ -305,6 +306,9 @@ def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> 
     start, end = _X[row["from"]], _X[1 - row["from"]]
     y0, y1 = mid - 0.02, (mid + 0.16 if land is None else land)
     colour = EMPHASIS if row["emphasised"] else FIN_BLUE if "F" in p.flags else INK
+    if p.fate == "injected":  # the scripted peer's: no host sent it
+        ax.text(start, y0 - 0.04, "forged", ha="center", va="bottom", fontsize=SMALL, color=EMPHASIS,
+                style="italic", gid=f"packet-{p.index}-forged")
     if p.fate in ("dropped", "cut", "lost"):
         end, y1 = (start + end) / 2, (y0 + y1) / 2 + 0.1
         ax.plot([end], [y1], marker="x", ms=11, mew=2.5, color=EMPHASIS, zorder=3, gid=f"packet-{p.index}-lost")
@@ -340,7 +344,9 @@ def ladder_alt(run: Observed, *, emphasise: str | None = "R") -> str:
             why = f", the kernel's reason {row['reason']}" if row.get("reason") else ""
             fate = {"dropped": ", which the link drops", "cut": ", lost on the cut link",
                     "lost": ", still on the link at the end"}.get(p.fate, "")
-            parts.append(f"{roles[row['from']]} sends {flag_words(p.flags)}{size}{mark}{why}{fate}")
+            sender = (f"the scenario forges, as if from {roles[row['from']]},"
+                      if p.fate == "injected" else f"{roles[row['from']]} sends")
+            parts.append(f"{sender} {flag_words(p.flags)}{size}{mark}{why}{fate}")
         elif row["kind"] == "arrive":
             parts.append(f"the {flag_words(row['packet'].flags)} reaches {roles[row['to']]}")
         elif row["kind"] == "call":
