@@ -25,6 +25,8 @@ extensions = [
     "sphinx_copybutton",
     "sphinx.ext.autodoc",
     "socklab_gallery",
+    "socklab_freshness",  # every example runs again when socklab or the platform changed
+    "socklab_parallel",  # examples run on every core
     "socklab_spelling",
     "matplotlib.sphinxext.plot_directive",
 ]
@@ -73,7 +75,7 @@ sphinx_gallery_conf = {
     "capture_repr": ("_repr_html_", "__repr__"),
     "ignore_repr_types": r"matplotlib[.](figure|axes|text)",
     "image_scrapers": ("socklab_gallery.figure_scraper", "socklab_gallery.pcap_scraper"),
-    "run_stale_examples": True,
+    "run_stale_examples": False,  # an example runs when it or what it runs on changed (socklab_freshness)
     "only_warn_on_example_error": False,
     "remove_config_comments": True,
     "download_all_examples": False,
