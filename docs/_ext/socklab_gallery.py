@@ -135,6 +135,13 @@ def phone_min_width(fig) -> int:
     return math.ceil(MIN_TEXT_PX * fig.get_figwidth() * 72 / min(sizes))
 
 
+#: matplotlib settings for the site's SVG figures: text stays text, drawn by the browser
+#: (a ladder diagram: 28 kB instead of 101 kB with every glyph as a path; measured here).
+SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "socklab"}
+#: The gallery's thumbnails: a palette of this many colours (line art needs few).
+THUMB_COLOURS = 16
+
+
 class FigureScraper:
     """sphinx-gallery's matplotlib scraper, saving SVG, with a short alt text and the description below.
 
@@ -142,21 +149,30 @@ class FigureScraper:
     where sphinx-gallery takes ``:alt:`` from. A screen reader reads all of an alt text at
     once, with no way to skip, so the alt becomes the description's first clause and the
     whole description follows the picture in a ``<details>`` element. SVG: sharp at any
-    zoom, and about 70% lighter per page than PNG (measured on this site). The picture is
+    zoom, and about 70% lighter per page than PNG (measured on this site), text as text
+    (``SVG_RC``). The picture is
     wrapped in ``div.sl-figure``, which on a phone keeps it wide enough for its smallest
     text to stay at 11 px and lets it scroll sideways (``socklab.css``).
+
+    The gallery's thumbnail of an example is its first figure: sphinx-gallery copies an SVG
+    whole (a gallery index of 26 such thumbnails weighed 2.5 MB), but scales a PNG, which it
+    prefers when both exist. So the first figure is also saved as a small PNG next to its
+    SVG (not published: the page shows the SVG), and ``lighten_thumbnails`` reduces the
+    scaled thumbnails to a palette.
     """
 
     def __repr__(self) -> str:
         return "FigureScraper()"
 
     def __call__(self, block, block_vars, gallery_conf) -> str:
+        import matplotlib
         import matplotlib.pyplot as plt
         from sphinx_gallery.scrapers import matplotlib_scraper
 
         descriptions = []
         widths = []
-        for number in plt.get_fignums():
+        numbers = plt.get_fignums()
+        for number in numbers:
             widths.append(phone_min_width(plt.figure(number)))
             for ax in plt.figure(number).axes:
                 # the invisible titles socklab's figures carry their description in
@@ -164,7 +180,12 @@ class FigureScraper:
                     if artist.get_text() and not artist.get_visible():
                         descriptions.append(artist.get_text())
                         ax.set_title(short_alt(artist.get_text()), loc=loc, visible=False)
-        rst = matplotlib_scraper(block, block_vars, gallery_conf, format="svg")
+        paths = block_vars["image_path_iterator"]
+        if numbers and len(paths) == 0:  # the example's first figure: its thumbnail's source
+            save_thumbnail_source(plt.figure(numbers[0]), Path(paths.image_path.format(1)).with_suffix(".png"),
+                                  gallery_conf.get("thumbnail_size", (400, 280)))
+        with matplotlib.rc_context(SVG_RC):
+            rst = matplotlib_scraper(block, block_vars, gallery_conf, format="svg")
         if not rst:
             return rst
         details = "".join(
@@ -175,6 +196,29 @@ class FigureScraper:
                 + "\n.. raw:: html\n\n   </div>\n"
                 + '   <p class="sl-figure-hint">On a narrow screen the picture scrolls sideways.</p>\n'
                 + (f"   {details}\n" if details else "") + "\n")
+
+
+def save_thumbnail_source(fig, path: Path, size: tuple[int, int]) -> None:
+    """Save `fig` as a PNG about twice the thumbnail's size (sphinx-gallery scales it down)."""
+    width_in, height_in = fig.get_size_inches()
+    dpi = max(10, min(2 * size[0] / width_in, 2 * size[1] / height_in))
+    fig.savefig(path, format="png", dpi=dpi)
+
+
+def lighten_thumbnails(app) -> None:
+    """Reduce every gallery thumbnail (PNG) to a palette of ``THUMB_COLOURS``: a ladder's
+    thumbnail then weighs about 4 kB. Runs after sphinx-gallery made them; skips those done."""
+    from PIL import Image
+
+    conf = app.config.sphinx_gallery_conf
+    galleries = conf["gallery_dirs"] if isinstance(conf["gallery_dirs"], list) else [conf["gallery_dirs"]]
+    for gallery in galleries:
+        for thumb in (Path(app.srcdir) / gallery).glob("**/images/thumb/*.png"):
+            with Image.open(thumb) as image:
+                if image.mode == "P":
+                    continue
+                image.load()
+            image.quantize(THUMB_COLOURS, method=Image.Quantize.FASTOCTREE).save(thumb, optimize=True)
 
 
 figure_scraper = FigureScraper()
@@ -251,4 +295,5 @@ def write_tables(app) -> None:
 
 def setup(app):
     app.connect("builder-inited", write_tables, priority=900)  # after sphinx-gallery ran the examples
+    app.connect("builder-inited", lighten_thumbnails, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
