@@ -167,6 +167,7 @@ def package(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Measure what observation costs (median wall times, printed as a table)."""
-    session.install("-e", ".")
+    """Measure what observation and the site cost beside their floor and targets (`-- --site` builds the
+    site in a copy and weighs its pages; `-- --help` for the rest)."""
+    install(session, "-e", ".[docs]")
     session.run("python", "benchmarks/bench.py", *session.posargs)
