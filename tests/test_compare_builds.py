@@ -43,3 +43,11 @@ def test_a_page_missing_from_one_build_is_a_difference(tmp_path):
     (tmp_path / "b").mkdir()
     assert compare_builds.compare(a, tmp_path / "b") == [f"auto_examples/02_close/01_close_then_send.html: only "
                                                          f"in {a}"]
+
+
+def test_descriptors_compare_by_their_order_within_one_run():
+    serial = "a: fileno() = 24; b: fileno() = 25\n\n\n\n\n\n\nc: fileno() = 24; d: fileno() = 28"
+    same_order = "a: fileno() = 31; b: fileno() = 32\n\n\n\n\n\n\nc: fileno() = 33; d: fileno() = 35"
+    other_order = "a: fileno() = 31; b: fileno() = 32\n\n\n\n\n\n\nc: fileno() = 35; d: fileno() = 33"
+    assert compare_builds.rank_descriptors(serial) == compare_builds.rank_descriptors(same_order)
+    assert compare_builds.rank_descriptors(serial) != compare_builds.rank_descriptors(other_order)

@@ -14,7 +14,7 @@ Besides times, three kinds of numbers differ between any two builds, serial or
 not, and are written as placeholders: Unix sockets' inode numbers (the kernel
 numbers sockets as it creates them), file descriptor numbers (a worker process
 has other files open than the Sphinx process: the page's point is their order,
-so they become their rank on the page) and initial sequence numbers that a
+so each becomes its rank among the descriptors of the same run) and initial sequence numbers that a
 trace shows absolute (RFC 6528: derived from a clock). ``VARIES`` lists, page
 by page, the results a page itself says depend on timing; they are left out of
 the comparison, and the list is printed, so that a reader of the check's output
@@ -74,10 +74,22 @@ def normalize(text: str) -> str:
 
 
 def rank_descriptors(text: str) -> str:
-    """Replace each file descriptor number (``fileno() = 24``, or a ``fileno()`` table cell) by its rank."""
-    found = re.compile(r"(?<=fileno\(\) = )\d+|(?<=^fileno\(\)\n)\d+(?=\n)", re.MULTILINE)
-    ranks = {n: i for i, n in enumerate(sorted({int(m) for m in found.findall(text)}))}
-    return found.sub(lambda m: f"<fd#{ranks[int(m.group(0))]}>", text)
+    """Replace each file descriptor number (``fileno() = 24``, or a ``fileno()`` table cell) by its rank
+    among its neighbours: the descriptors of one run, shown together (at most 4 lines apart)."""
+    found = list(re.finditer(r"(?<=fileno\(\) = )\d+|(?<=^fileno\(\)\n)\d+(?=\n)", text, re.MULTILINE))
+    clusters: list[list[re.Match]] = []
+    for match in found:
+        if clusters and text.count("\n", clusters[-1][-1].end(), match.start()) <= 4:
+            clusters[-1].append(match)
+        else:
+            clusters.append([match])
+    out, last = [], 0
+    for cluster in clusters:
+        ranks = {n: i for i, n in enumerate(sorted({int(m.group(0)) for m in cluster}))}
+        for match in cluster:
+            out += [text[last : match.start()], f"<fd#{ranks[int(match.group(0))]}>"]
+            last = match.end()
+    return "".join([*out, text[last:]])
 
 
 class _Article(HTMLParser):
