@@ -13,8 +13,9 @@ So, just before sphinx-gallery generates the gallery (``builder-inited``, after
 example sphinx-gallery will execute (its copy's md5 is not current) across all
 sections and hands each to a pool of ``socklab_jobs`` worker processes (0, the
 default: one more than the CPUs this process may use, see ``jobs``), longest first by the time the
-example took last time (sphinx-gallery's ``<name>.cost.json``; an example never
-timed goes first). Each worker calls sphinx-gallery's own
+example took last time (sphinx-gallery's ``<name>.cost.json``; examples never
+timed go first, the longest file first: in a fresh build the seed's 15 s of
+sleeps then start at once, not half-way). Each worker calls sphinx-gallery's own
 ``generate_file_rst``, exactly what its serial loop and its ``parallel`` option
 call, so the page is the same. sphinx-gallery's serial loop then asks for each
 example in its order: ``generate_file_rst`` is wrapped to hand back the
@@ -164,7 +165,8 @@ def start_examples(app) -> None:
     todo = examples_to_run(gallery_conf)
     if len(todo) < 2:
         return
-    todo.sort(key=lambda item: -_last_cost(item[1], item[0]))
+    # longest last time first; never timed (a fresh build) first of all, the longest file first
+    todo.sort(key=lambda item: (-_last_cost(item[1], item[0]), -(item[2] / item[0]).stat().st_size))
     for _, target_dir, _ in todo:  # sphinx-gallery makes these before running a section; workers need them now
         (target_dir / "images" / "thumb").mkdir(parents=True, exist_ok=True)
     _pool = ProcessPoolExecutor(max_workers=min(n, len(todo)), mp_context=multiprocessing.get_context("spawn"))
