@@ -42,6 +42,7 @@ import logging
 import multiprocessing
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -52,6 +53,7 @@ from typing import Any
 _pool: ProcessPoolExecutor | None = None
 _futures: dict[str, Future] = {}
 _started = 0.0
+_workers = 1
 
 
 def _original(fname, target_dir, src_dir, gallery_conf):
@@ -155,8 +157,15 @@ def _generate_file_rst(fname, target_dir, src_dir, gallery_conf):
     return result
 
 
+def _abandon() -> None:
+    """At exit, when sphinx-gallery failed before asking for every example: end the pool without
+    running what is still queued (concurrent.futures would otherwise run it all before exiting)."""
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+
+
 def start_examples(app) -> None:
-    global _pool, _started
+    global _pool, _started, _workers
     _started = time.perf_counter()
     gallery_conf = app.config.sphinx_gallery_conf
     n = jobs(app)
@@ -169,7 +178,10 @@ def start_examples(app) -> None:
     todo.sort(key=lambda item: (-_last_cost(item[1], item[0]), -(item[2] / item[0]).stat().st_size))
     for _, target_dir, _ in todo:  # sphinx-gallery makes these before running a section; workers need them now
         (target_dir / "images" / "thumb").mkdir(parents=True, exist_ok=True)
-    _pool = ProcessPoolExecutor(max_workers=min(n, len(todo)), mp_context=multiprocessing.get_context("spawn"))
+    _workers = min(n, len(todo))
+    _pool = ProcessPoolExecutor(max_workers=_workers, mp_context=multiprocessing.get_context("spawn"))
+    # runs before concurrent.futures' own exit hook (these hooks run last registered first)
+    getattr(threading, "_register_atexit", lambda fn: None)(_abandon)
     for fname, target_dir, src_dir in todo:
         key = os.path.normpath(Path(src_dir, fname))
         _futures[key] = _pool.submit(_work, fname, target_dir, src_dir, gallery_conf)
@@ -180,7 +192,7 @@ def start_examples(app) -> None:
 
 
 def stop_examples(app) -> None:
-    global _pool
+    global _pool, _workers
     from sphinx.util import logging as sphinx_logging
     from sphinx_gallery import gen_rst
 
@@ -188,7 +200,8 @@ def stop_examples(app) -> None:
         gen_rst.generate_file_rst = ORIGINAL.pop("generate_file_rst")
     sphinx_logging.getLogger(__name__).info(
         f"socklab_parallel: gallery generated in {time.perf_counter() - _started:.1f} s "
-        f"({_pool._max_workers if _pool is not None else 1} process(es) running examples)")
+        f"({_workers} process(es) running examples)")
+    _workers = 1
     if _pool is not None:
         for future in _futures.values():  # handed to the pool but never asked for: a bug, say so
             future.cancel()
