@@ -59,6 +59,11 @@ VARIES = [
     ("auto_examples/07_listeners/03_accept_queue_full.html", re.compile(r"the \d+ packets of this build")),
     ("auto_examples/07_listeners/03_accept_queue_full.html",
      re.compile(r"(?m)^<t> IP 127\.0\.0\.1\.50001 > 127\.0\.0\.1\.4321: Flags \[\.\], ack 2, .*$")),
+    # the end of a run on two hosts: whether the server's last FIN (dropped by the link) is captured before the
+    # capture stops; in one process, three runs of the page gave 7/7, 6/6 and 7/6 packets (idle/orphan runs)
+    ("auto_examples/16_timers/01_timer_schedules.html", re.compile(r"the \d+ packets of this build")),
+    ("auto_examples/16_timers/01_timer_schedules.html",
+     re.compile(r"(?m)^<t> IP 192\.0\.2\.2\.4321 > 192\.0\.2\.1\.50000: Flags \[F\.\], .*<- DROPPED by the link.*$")),
     # how many tries to reuse a TIME-WAIT port failed before the kernel allowed it: a count in time
     ("auto_examples/08_waiting_sockets/03_ephemeral_ports_exhausted.html",
      re.compile(r"(?<=tries that failed first: )\d+|(?<=failed tries before the port was reused\n)\d+")),
