@@ -16,9 +16,11 @@ numbers sockets as it creates them), file descriptor numbers (a worker process
 has other files open than the Sphinx process: the page's point is their order,
 so each becomes its rank among the descriptors of the same run) and initial sequence numbers that a
 trace shows absolute (RFC 6528: derived from a clock). ``VARIES`` lists, page
-by page, the results a page itself says depend on timing; they are left out of
-the comparison, and the list is printed, so that a reader of the check's output
-knows what it did not compare. (Found by comparing two serial builds.)
+by page, results that differ from run to run in serial builds too (races the
+page states, or a run's last packets); they are left out of the comparison, and
+the list is printed, so that a reader of the check's output knows what it did
+not compare. Each entry was found by comparing two serial builds or running the
+page's example again, and says so.
 
 nox's ``docs_compare`` session builds the site once with the examples one after
 another in the Sphinx process (``-D socklab_jobs=1``) and once on every core,
@@ -50,7 +52,7 @@ KERNEL_NUMBERS = [
     (re.compile(r"(?<=seq )\d{7,}|(?<=ack )\d{7,}"), "<isn>"),  # absolute sequence numbers
 ]
 
-#: (page, pattern): results that the page says vary from run to run, left out of the comparison.
+#: (page, pattern): results that vary from run to run in serial builds too, left out of the comparison.
 VARIES = [
     # the seed's race: FIN_WAIT1 or FIN_WAIT2 in netstat's line, on a port the kernel picks
     ("auto_examples/05_original/01_seed_c_program.html", re.compile(r"(?m)^tcp\|.*$")),
@@ -168,7 +170,7 @@ def main(argv: list[str]) -> int:
     for problem in problems:
         print(problem)
     for page, pattern in VARIES:
-        print(f"not compared (varies from run to run, as the page says): {page}: {pattern.pattern}")
+        print(f"not compared (varies from run to run, serial builds too): {page}: {pattern.pattern}")
     n = len(pages(first))
     print(f"compare_builds: {n} pages, {len(problems)} differ apart from times"
           + ("" if problems else f": {first} and {second} show the same"))
