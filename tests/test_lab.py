@@ -735,6 +735,16 @@ def test_a_packet_the_link_drops_is_marked_in_the_trace_and_the_ladder():
     assert run.snapshot("after").rows and any(r.state is State.CLOSE_WAIT for r in run.snapshot("after").rows)
 
 
+def test_a_two_hosts_run_with_kernel_events_asked_for_does_not_wait_out_the_stop_grace():
+    """The supervisor waits for the parent's word at the end of every run that asked for kernel
+    events; a two-hosts run whose hosts could not be watched must get it too, not wait 5 s."""
+    import time
+
+    start = time.monotonic()
+    run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0))
+    assert time.monotonic() - start < socklab._lab.STOP_GRACE / 2, run.events_unavailable
+
+
 def test_two_hosts_runs_leave_no_descriptors_or_children():
     before = open_fds()
     for _ in range(3):
