@@ -270,3 +270,29 @@ def _records_link(frames):
                   None if landed is None else T0 + i * 10 * US + landed * 1000 * US, fate,
                   "a rule" if fate == "dropped" else None, data)
         for i, sender, data, fate, landed in frames), settings)
+
+
+def test_what_became_of_a_lost_packet_is_written_clear_of_the_rows_after_it():
+    """On a two-hosts run, a packet the link drops ends in a cross with its fate written under it;
+    the call just after it (the next send) must not be written over that text."""
+    def dropped_then_sent_again(lab):
+        with lab.server:
+            listener = socket.create_server(("0.0.0.0", 4321))
+        with lab.client:
+            client = socket.create_connection((lab.server.ipv4, 4321))
+        server, _ = listener.accept()
+        lab.link.drop(lambda p: p.length > 0, count=1, name="the first byte")
+        lab.call(client.send, b"a", label="send of the first byte")
+        lab.call(client.send, b"b", label="send of the second byte")
+        lab.wait_packet(".", sport=4321, after=0)  # the ACK of the byte sent again
+        listener.close(), server.close()
+
+    run = socklab.run(dropped_then_sent_again, wire=socklab.Wire(delay=0.005), kernel_events=False)
+    fig = _ladder.ladder(run)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (fate,) = [a for g, a in drawn(fig, "packet-").items() if g.endswith("-fate")]
+    assert fate.get_text() == "dropped by the link"
+    others = [a for a in fig.findobj(lambda a: hasattr(a, "get_text") and a is not fate and a.get_text())]
+    box = fate.get_window_extent(renderer)
+    assert [a.get_text() for a in others if a.get_window_extent(renderer).overlaps(box)] == []

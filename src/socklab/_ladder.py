@@ -290,8 +290,10 @@ def ladder(run: Observed, *, emphasise: str | None = "R") -> Figure:
 
 
 def _height(row: dict) -> float:
-    """A row's height: an RST with the kernel's reason gets a line more, for the reason."""
-    return _ROW[row["kind"]] + (0.2 if row.get("reason") else 0.0)
+    """A row's height: an RST with the kernel's reason gets a line more, for the reason, and a
+    packet the link lost one more, for what became of it (written under its cross)."""
+    lost = row["kind"] == "packet" and row["packet"].fate in ("dropped", "cut", "lost")
+    return _ROW[row["kind"]] + (0.2 if row.get("reason") else 0.0) + (0.2 if lost else 0.0)
 
 
 def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> None:
@@ -307,7 +309,7 @@ def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> 
         end, y1 = (start + end) / 2, (y0 + y1) / 2 + 0.1
         ax.plot([end], [y1], marker="x", ms=11, mew=2.5, color=EMPHASIS, zorder=3, gid=f"packet-{p.index}-lost")
         ax.text(end, y1 + 0.1, {"dropped": "dropped by the link", "cut": "lost: link cut"}.get(p.fate, "lost"),
-                ha="center", va="top", fontsize=SMALL, color=EMPHASIS, style="italic")
+                ha="center", va="top", fontsize=SMALL, color=EMPHASIS, style="italic", gid=f"packet-{p.index}-fate")
     ax.add_patch(FancyArrowPatch((start, y0), (end, y1), arrowstyle="-|>" if p.fate not in (
                                      "dropped", "cut", "lost") else "-", mutation_scale=14 if
                                  row["emphasised"] else 11, lw=2.8 if row["emphasised"] else 1.3,
