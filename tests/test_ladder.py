@@ -296,3 +296,20 @@ def test_what_became_of_a_lost_packet_is_written_clear_of_the_rows_after_it():
     others = [a for a in fig.findobj(lambda a: hasattr(a, "get_text") and a is not fate and a.get_text())]
     box = fate.get_window_extent(renderer)
     assert [a.get_text() for a in others if a.get_window_extent(renderer).overlaps(box)] == []
+
+
+def test_the_reason_of_a_reset_across_a_link_is_written_where_it_lands_clear_of_the_next_rows(monkeypatch):
+    """A reset's reason goes under its arrow's end; on a link that end is rows below its start,
+    where the call that learns of the reset is written: the reason gets a row of its own there."""
+    import scenarios
+
+    run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0.005), kernel_events=False)
+    rst = next(p for p in run.packets if p.flags == "R")
+    monkeypatch.setattr(_ladder, "reset_reasons", lambda run: {rst.index: "TCP_TIMEWAIT_SOCKET"})
+    fig = _ladder.ladder(run)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    reason = drawn(fig, f"packet-{rst.index}-reason")[f"packet-{rst.index}-reason"]
+    box = reason.get_window_extent(renderer)
+    others = [a for a in fig.findobj(lambda a: hasattr(a, "get_text") and a is not reason and a.get_text())]
+    assert [a.get_text() for a in others if a.get_window_extent(renderer).overlaps(box)] == []
