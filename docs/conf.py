@@ -67,6 +67,7 @@ sphinx_gallery_conf = {
         "../examples/10_half_closed",
         "../examples/11_threads_and_forks",
         "../examples/12_slow_readers",
+        "../examples/14_across_a_network",
         "../examples/16_timers",
     ],
     "within_subsection_order": "FileNameSortKey",
