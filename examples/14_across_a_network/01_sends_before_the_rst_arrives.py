@@ -150,6 +150,8 @@ socklab.show(socklab.draw_state_diagram(highlight=paths))
 # half-duplex close, reset"), with the reason ``TCP_TIMEWAIT_SOCKET``. The
 # client's socket takes it in ``TCP_CLOSE_WAIT``, which is why its later
 # ``send()`` fails with ``EPIPE`` (``tcp_reset()`` picks the errno by state).
+# The line between says what became of the client's byte on the server's host:
+# freed unread, the data the RST announces as lost.
 socklab.show(run.events())
 
 # %%
