@@ -23,10 +23,10 @@ arrives*, not how many sends came before it.
 # (``CLOSE-WAIT``) and its own kernel's ACK of that FIN has reached the server
 # (``FIN-WAIT-2``), as on the seed's loopback page. Then it sends one byte; while
 # the server's reset to it is on the link, two more; and one after the reset
-# has arrived. The scenario chooses these moments by waiting for packets
-# (``lab.link.wait_packet`` returns when a packet *enters* the link,
-# ``lab.wait_packet`` when it has *left* it), so the page comes out the same
-# in every build; a real program sends whenever it likes, and what decides
+# has arrived. So that the two sends fall inside the RST's trip in every build,
+# however busy the machine, the link holds the RST until they are made, then
+# lets it go (``lab.link.hold`` and ``release``: to the hosts, a held packet is
+# only a slower one). A real program sends whenever it likes; what decides
 # each send's fate is the same: did the RST arrive before it?
 import socket
 
@@ -47,11 +47,13 @@ def connected(lab):
 
 def sends_around_the_rst(lab, client):
     """One send; two while the server's RST is on the link; one after it arrived."""
+    lab.link.hold(lambda p: p.flags == "R", count=1, name="the RST")  # on its way until released
     lab.call(client.send, b"1", socket.MSG_NOSIGNAL, label="send #1")
-    lab.link.wait_packet("R", sender="server")  # the RST has entered the link: 25 ms to go
+    lab.link.wait_held(1)  # the server's RST is on the link
     lab.call(client.send, b"2", socket.MSG_NOSIGNAL, label="send #2")
     lab.call(client.send, b"3", socket.MSG_NOSIGNAL, label="send #3")
     lab.snapshot("while the RST is on its way")
+    lab.link.release()
     lab.wait_packet("R")  # the RST has left the link, into the client's host
     lab.wait_state(client, None)  # ... whose kernel dropped the connection
     lab.snapshot("after the RST arrived")
@@ -114,7 +116,8 @@ socklab.show(run.trace())
 
 # %%
 # The ladder: each arrow slopes from the moment a packet entered the link to
-# the moment it left it, 25 ms lower. ``send #2`` and ``send #3`` sit on the
+# the moment it left it, 25 ms later (the RST's, a little longer: the link
+# held it for the two sends). ``send #2`` and ``send #3`` sit on the
 # client's line while the red RST is still crossing; ``send #4`` sits below
 # its arrival.
 socklab.show(run.ladder())
