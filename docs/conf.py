@@ -73,6 +73,7 @@ sphinx_gallery_conf = {
         "../examples/11_threads_and_forks",
         "../examples/12_slow_readers",
         "../examples/13_what_libraries_say",
+        "../examples/14_across_a_network",
         "../examples/15_dead_and_vanished_peers",
         "../examples/16_timers",
     ],

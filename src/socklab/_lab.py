@@ -167,9 +167,11 @@ class Lab:
             return
         link = net.link
         # The capture ends with the scenario: what is on its way then is delivered (a held frame
-        # stays held, and is lost); what enters the link afterwards is not recorded.
+        # stays held, and is lost); what enters the link afterwards is not recorded. A socket the
+        # scenario left to close as it returned has sent its FIN already: the relay reads it first.
         end = time.time_ns()
         if link.error is None:
+            link.flush()
             for frame in link.frames():
                 if frame.fate == _wire.QUEUED:
                     link.wait_settled(frame, link.delay + 1.0)

@@ -143,12 +143,13 @@ def events(run: Observed, emphasise: str | None = "R") -> tuple[tuple[Endpoint, 
     reasons = reset_reasons(run)
     for p in run.packets:
         if {p.source, p.destination} == set(sides):
+            lands = bool(p.fate) and p.arrived_ns is not None and p.fate != "injected"  # across a link
             rows.append({"kind": "packet", "time_ns": p.time_ns, "packet": p, "from": sides.index(p.source),
                          "emphasised": bool(emphasise) and all(f in p.flags for f in emphasise or ""),
-                         "reason": reasons.get(p.index)})
-            if p.fate and p.arrived_ns is not None and p.fate != "injected":  # across a link: where it lands
+                         "reason": reasons.get(p.index), "lands": lands})
+            if lands:  # where it lands, with room for its reason
                 rows.append({"kind": "arrive", "time_ns": p.arrived_ns, "packet": p,
-                             "to": 1 - sides.index(p.source)})
+                             "to": 1 - sides.index(p.source), "reason": reasons.get(p.index)})
     for j, c in enumerate(run.calls):
         local, peer = c.socket.local, c.socket.peer
         if local in sides and (peer is None or peer in sides or c.socket.listening):
@@ -293,8 +294,12 @@ def ladder(run: Observed, *, emphasise: str | None = "R") -> Figure:
 
 
 def _height(row: dict) -> float:
-    """A row's height: an RST with the kernel's reason gets a line more, for the reason."""
-    return _ROW[row["kind"]] + (0.2 if row.get("reason") else 0.0)
+    """A row's height: an RST with the kernel's reason gets a line more, for the reason (on a link,
+    the row where it lands), and a packet the link lost one more, for what became of it (written
+    under its cross)."""
+    lost = row["kind"] == "packet" and row["packet"].fate in ("dropped", "cut", "lost")
+    reason = row.get("reason") and not row.get("lands")
+    return _ROW[row["kind"]] + (0.2 if reason else 0.0) + (0.2 if lost else 0.0)
 
 
 def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> None:
@@ -313,7 +318,7 @@ def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> 
         end, y1 = (start + end) / 2, (y0 + y1) / 2 + 0.1
         ax.plot([end], [y1], marker="x", ms=11, mew=2.5, color=EMPHASIS, zorder=3, gid=f"packet-{p.index}-lost")
         ax.text(end, y1 + 0.1, {"dropped": "dropped by the link", "cut": "lost: link cut"}.get(p.fate, "lost"),
-                ha="center", va="top", fontsize=SMALL, color=EMPHASIS, style="italic")
+                ha="center", va="top", fontsize=SMALL, color=EMPHASIS, style="italic", gid=f"packet-{p.index}-fate")
     ax.add_patch(FancyArrowPatch((start, y0), (end, y1), arrowstyle="-|>" if p.fate not in (
                                      "dropped", "cut", "lost") else "-", mutation_scale=14 if
                                  row["emphasised"] else 11, lw=2.8 if row["emphasised"] else 1.3,
@@ -325,6 +330,8 @@ def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> 
     ax.text(centre + 0.06, text_y, _details(p), ha="left", va="bottom", fontsize=SMALL, color=MUTED,
             gid=f"packet-{p.index}-detail")
     if row.get("reason"):
+        # under its arrow's end: in its own row, or on a link in the row where it lands (the room
+        # _height gives either)
         ax.text(centre, y1 + 0.04, f"kernel's reason: {row['reason']}", ha="center", va="top", fontsize=SMALL,
                 color=colour, style="italic", gid=f"packet-{p.index}-reason")
 
