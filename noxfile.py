@@ -1,8 +1,16 @@
-"""Sessions: docs (build the site, every example executed), browser, tests, matrix, lint, package, bench.
+"""Sessions: docs (build the site, every example executed), docs-compare, browser, tests, matrix, lint,
+package, bench.
 
-Each session installs what it needs into its own virtualenv and starts from
-nothing an earlier session left: the docs session deletes the previous build and
-the generated gallery, so every example runs again against the current code.
+Each session installs what it needs into its own virtualenv. A virtualenv is
+reused while what was installed into it has not changed (``install``: the same
+packages for the same pyproject.toml); a clean clone, as in CI, creates them.
+``--reuse-venv=never`` recreates them anyway.
+
+The docs session builds incrementally: an example runs again when its file
+changed, or socklab, docs/_ext, conf.py, the kernel, Python or a library did
+(``docs/_ext/socklab_freshness.py``), so a page never shows the run of older
+code. ``nox -s docs -- --fresh`` deletes the previous build and the generated
+gallery first.
 
 ``tests`` runs on the Python that runs nox; ``matrix`` runs the same suite on
 every supported Python (3.11, 3.12, 3.13), which nox finds as ``python3.X`` on
@@ -10,6 +18,7 @@ PATH or, failing that, under pyenv's ``versions/``. A missing one is skipped,
 except in CI (``CI=true``), where nox fails on it.
 """
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -19,6 +28,7 @@ import nox
 
 nox.options.sessions = ["lint", "tests", "docs"]
 nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "yes"
 
 ROOT = Path(__file__).parent
 BUILD = ROOT / "docs" / "_build" / "html"
@@ -45,36 +55,69 @@ def _pyenv_pythons_on_path() -> None:
 _pyenv_pythons_on_path()
 
 
+def install(session: nox.Session, *args: str) -> None:
+    """``session.install(*args)``, unless this virtualenv already had exactly that installed
+    for this pyproject.toml (pip takes seconds to say so; this takes none)."""
+    location = getattr(session.virtualenv, "location", None)
+    if not location:
+        session.install(*args)
+        return
+    wanted = hashlib.sha256("\0".join([*args, (ROOT / "pyproject.toml").read_text(),
+                                        (ROOT / "src" / "socklab" / "_version.py").read_text()]).encode()).hexdigest()
+    stamp = Path(location) / ".socklab-installed"
+    if stamp.is_file() and stamp.read_text() == wanted:
+        session.log(f"reusing {location}: {' '.join(args)} installed for this pyproject.toml")
+        return
+    stamp.unlink(missing_ok=True)
+    session.install(*args)
+    stamp.write_text(wanted)
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the site into docs/_build/html (warnings are errors)."""
-    session.install("-e", ".[docs]")
-    build_site(session, *session.posargs)
+    """Build the site into docs/_build/html (warnings are errors); `-- --fresh` builds from nothing."""
+    install(session, "-e", ".[docs]")
+    args = [arg for arg in session.posargs if arg != "--fresh"]
+    build_site(session, *args, fresh="--fresh" in session.posargs)
 
 
-def build_site(session: nox.Session, *sphinx_args: str) -> None:
-    """Build from nothing: every example runs again against the current code."""
-    for stale in ("docs/_build", "docs/auto_examples", "docs/gen_modules", "docs/_generated",
-                  "docs/sg_execution_times.rst"):
-        path = ROOT / stale
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(BUILD), *sphinx_args)
-    session.log(f"site built: open {BUILD / 'index.html'} or run: python3 -m http.server -d {BUILD}")
+@nox.session(name="docs-compare")
+def docs_compare(session: nox.Session) -> None:
+    """Build the site twice from nothing, examples one after another and on every core; the pages must
+    show the same apart from times (docs/_tools/compare_builds.py)."""
+    install(session, "-e", ".[docs]")
+    serial, parallel = ROOT / "docs" / "_build" / "serial", ROOT / "docs" / "_build" / "parallel"
+    build_site(session, "-D", "socklab_jobs=1", fresh=True, out=serial)
+    build_site(session, fresh=True, out=parallel)
+    session.run("python", "docs/_tools/compare_builds.py", str(serial), str(parallel))
+
+
+GENERATED = ("docs/auto_examples", "docs/gen_modules", "docs/_generated", "docs/sg_execution_times.rst")
+
+
+def build_site(session: nox.Session, *sphinx_args: str, fresh: bool = False, out: Path = BUILD) -> None:
+    """Build the site into `out`; with `fresh`, from nothing (every example runs again)."""
+    if fresh:
+        for stale in (*GENERATED, out.relative_to(ROOT)):
+            path = ROOT / stale
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", str(out), *sphinx_args)
+    session.log(f"site built: open {out / 'index.html'} or run: python3 -m http.server -d {out}")
 
 
 @nox.session
 def browser(session: nox.Session) -> None:
     """Build the site, serve it and check it in headless Chromium (desktop and phone, contrast); saves screenshots."""
-    session.install("-e", ".[docs]", "playwright>=1.40")
+    install(session, "-e", ".[docs]", "playwright>=1.40")
     build_site(session)
     session.run("python", "docs/_tools/browser_check.py", str(BUILD), *session.posargs)
 
 
 def run_tests(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
+    install(session, "-e", ".[test]")
     session.run("pytest", *session.posargs)
 
 
@@ -93,7 +136,7 @@ def matrix(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff on everything, mypy on the package."""
-    session.install("-e", ".[lint]")
+    install(session, "-e", ".[lint]")
     session.run("ruff", "check", "src", "tests", "examples", "docs", "noxfile.py")
     session.run("mypy")
 
@@ -124,6 +167,7 @@ def package(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Measure what observation costs (median wall times, printed as a table)."""
-    session.install("-e", ".")
+    """Measure what observation and the site cost beside their floor and targets (`-- --site` builds the
+    site in a copy and weighs its pages; `-- --help` for the rest)."""
+    install(session, "-e", ".[docs]")
     session.run("python", "benchmarks/bench.py", *session.posargs)

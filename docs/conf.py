@@ -25,6 +25,9 @@ extensions = [
     "sphinx_copybutton",
     "sphinx.ext.autodoc",
     "socklab_gallery",
+    "socklab_freshness",  # every example runs again when socklab or the platform changed
+    "socklab_parallel",  # examples run on every core
+    "socklab_weight",  # no page heavier than socklab_max_page_kb with its images
     "socklab_spelling",
     "matplotlib.sphinxext.plot_directive",
 ]
@@ -32,6 +35,7 @@ extensions = [
 plot_html_show_source_link = False
 plot_html_show_formats = False
 plot_formats = ["svg"]  # sharp at any zoom, lighter than PNG
+plot_rcparams = {"svg.fonttype": "none"}  # text as text: a third of the weight (socklab_gallery.SVG_RC)
 plot_pre_code = "import socket, struct\nimport socklab"
 manpages_url = "https://man7.org/linux/man-pages/man{section}/{page}.{section}.html"
 templates_path = ["_templates"]
@@ -42,7 +46,8 @@ nitpicky = True
 # unlinked (they are listed by name). Every socklab type a signature names is documented
 # in reference/api.md, so a new undocumented one fails the build.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(collections\.abc|contextlib|typing|socket|os|select|matplotlib)\.[\w.]+"),
+    # a dataclass field's Mapping[str, object] reaches the resolver cut at its comma: "collections.abc.Mapping[str"
+    (r"py:.*", r"(collections\.abc|contextlib|typing|socket|os|select|matplotlib)\.[\w.]+(\[\w+)?"),
     (r"py:(class|obj|data)", r"(object|Any|Figure|Axes|bytes|str|int|float|bool|None|list|dict|tuple|set)"),
 ]
 myst_enable_extensions = ["colon_fence", "deflist", "substitution"]
@@ -67,13 +72,19 @@ sphinx_gallery_conf = {
         "../examples/10_half_closed",
         "../examples/11_threads_and_forks",
         "../examples/12_slow_readers",
+        "../examples/13_what_libraries_say",
+        "../examples/14_across_a_network",
+        "../examples/15_dead_and_vanished_peers",
         "../examples/16_timers",
     ],
     "within_subsection_order": "FileNameSortKey",
+    # Shown at 160x112 CSS px; a palette PNG of about 4 kB each (socklab_gallery.lighten_thumbnails),
+    # so that the gallery's index stays under socklab_max_page_kb with 40 and more examples.
+    "thumbnail_size": (200, 140),
     "capture_repr": ("_repr_html_", "__repr__"),
     "ignore_repr_types": r"matplotlib[.](figure|axes|text)",
     "image_scrapers": ("socklab_gallery.figure_scraper", "socklab_gallery.pcap_scraper"),
-    "run_stale_examples": True,
+    "run_stale_examples": False,  # an example runs when it or what it runs on changed (socklab_freshness)
     "only_warn_on_example_error": False,
     "remove_config_comments": True,
     "download_all_examples": False,

@@ -87,3 +87,15 @@ def test_packet_claims_without_capture_are_unchecked_never_passed_nor_broken(cap
     assert "UNCHECKED claim: the packet flow client [S]" in str(run.about())
     with pytest.raises(ClaimError, match="call 'send'"):  # what can be checked still is
         run.expect(calls={"send": 2}, flow=["client [S]"])
+
+
+def test_an_exception_without_errno_is_claimed_by_its_name_and_a_wrong_claim_names_its_message():
+    raised = call("getresponse()", 1)
+    raised = type(raised)(**{**raised.__dict__, "value": None, "returned": None,
+                             "exception": "http.client.RemoteDisconnected",
+                             "message": "Remote end closed connection without response"})
+    run = Run("v", [Started("6.18.0", "netns", True, "", "", 0), raised, Finished(2)])
+    run.expect(calls={"getresponse()": "http.client.RemoteDisconnected"})
+    with pytest.raises(ClaimError, match=r"the page says 'ECONNRESET', the call raised http.client.RemoteDisconnected: "
+                                         r"Remote end closed connection without response"):
+        run.expect(calls={"getresponse()": "ECONNRESET"})

@@ -51,6 +51,15 @@ def test_each_event_belongs_to_the_role_of_its_socket_and_a_connecting_socket_to
     assert [_events.whose(run, e) for e in EVENTS[:2]] == ["client", "server"]
 
 
+def test_a_connecting_socket_whose_syn_never_left_is_the_client_from_its_first_event():
+    """connect() to an address whose neighbour lookup fails: no SYN on the wire, no listener."""
+    events = (change(T[0], 0, 4321, "CLOSE", "SYN_SENT"), change(T[1], 50000, 4321, "SYN_SENT", "CLOSE"))
+    records = seed_run().records
+    run = Run("unreachable", [records[0], KernelEvents(events), records[-1]])
+    from socklab import _events
+    assert _events.states(run, "client") == [State.CLOSE, State.SYN_SENT, State.CLOSE]
+
+
 def test_the_states_of_a_socket_include_the_brief_ones_no_snapshot_saw():
     from socklab import _events
     assert _events.states(with_events(), "client") == [State.CLOSE, State.SYN_SENT, State.ESTABLISHED,

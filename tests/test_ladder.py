@@ -270,3 +270,46 @@ def _records_link(frames):
                   None if landed is None else T0 + i * 10 * US + landed * 1000 * US, fate,
                   "a rule" if fate == "dropped" else None, data)
         for i, sender, data, fate, landed in frames), settings)
+
+
+def test_what_became_of_a_lost_packet_is_written_clear_of_the_rows_after_it():
+    """On a two-hosts run, a packet the link drops ends in a cross with its fate written under it;
+    the call just after it (the next send) must not be written over that text."""
+    def dropped_then_sent_again(lab):
+        with lab.server:
+            listener = socket.create_server(("0.0.0.0", 4321))
+        with lab.client:
+            client = socket.create_connection((lab.server.ipv4, 4321))
+        server, _ = listener.accept()
+        lab.link.drop(lambda p: p.length > 0, count=1, name="the first byte")
+        lab.call(client.send, b"a", label="send of the first byte")
+        lab.call(client.send, b"b", label="send of the second byte")
+        lab.wait_packet(".", sport=4321, after=0)  # the ACK of the byte sent again
+        listener.close(), server.close()
+
+    run = socklab.run(dropped_then_sent_again, wire=socklab.Wire(delay=0.005), kernel_events=False)
+    fig = _ladder.ladder(run)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (fate,) = [a for g, a in drawn(fig, "packet-").items() if g.endswith("-fate")]
+    assert fate.get_text() == "dropped by the link"
+    others = [a for a in fig.findobj(lambda a: hasattr(a, "get_text") and a is not fate and a.get_text())]
+    box = fate.get_window_extent(renderer)
+    assert [a.get_text() for a in others if a.get_window_extent(renderer).overlaps(box)] == []
+
+
+def test_the_reason_of_a_reset_across_a_link_is_written_where_it_lands_clear_of_the_next_rows(monkeypatch):
+    """A reset's reason goes under its arrow's end; on a link that end is rows below its start,
+    where the call that learns of the reset is written: the reason gets a row of its own there."""
+    import scenarios
+
+    run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0.005), kernel_events=False)
+    rst = next(p for p in run.packets if p.flags == "R")
+    monkeypatch.setattr(_ladder, "reset_reasons", lambda run: {rst.index: "TCP_TIMEWAIT_SOCKET"})
+    fig = _ladder.ladder(run)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    reason = drawn(fig, f"packet-{rst.index}-reason")[f"packet-{rst.index}-reason"]
+    box = reason.get_window_extent(renderer)
+    others = [a for a in fig.findobj(lambda a: hasattr(a, "get_text") and a is not reason and a.get_text())]
+    assert [a.get_text() for a in others if a.get_window_extent(renderer).overlaps(box)] == []

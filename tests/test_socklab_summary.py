@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 
 from builders import CLIENT, LISTENER, SERVER, call, row
+from socklab import State
 from socklab._records import Finished, Frames, Snapshot, Started
 from socklab._run import Run
 from socklab._trace import dissect
 from test_trace import SEED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs" / "_ext"))
-from socklab_summary import errno_rows, matrix_row  # noqa: E402
+from socklab_summary import errno_rows, error_rows, matrix_row  # noqa: E402
 
 TIMES = [t for t, _ in SEED]  # packet times: SYN.. FIN at [3], data at [5], RST at [6]
 
@@ -89,3 +90,86 @@ def test_errno_rows_say_reset_only_when_an_rst_came_before_the_call():
     run = Run("seed", records[:1] + [Snapshot("empty", TIMES[0] - 4, ())] + [early] + records[1:])
     assert errno_rows(run)[0] == ["bind", "server", "not in the table", "EADDRINUSE"]
     assert errno_rows(run)[1] == ["send #2", "server", "not in the table (reset)", "EPIPE"]
+
+
+def with_kernel_events(run):
+    """`run` with the kernel's account of its reset: the client's timewait socket sent it, the server took it in."""
+    from socket import AF_INET
+
+    from socklab._kevents import ResetReceived, ResetSent
+    from socklab._records import KernelEvents
+
+    sent = ResetSent(time_ns=TIMES[6], family=AF_INET, saddr="127.0.0.1", sport=50000, daddr="127.0.0.1",
+                     dport=4321, sk=7, state=State.TIME_WAIT, reason="TCP_TIMEWAIT_SOCKET")
+    taken = ResetReceived(time_ns=TIMES[6] + 1, family=AF_INET, saddr="127.0.0.1", sport=4321, daddr="127.0.0.1",
+                          dport=50000, sk=8, state=State.CLOSE_WAIT)
+    return Run(run.name, [*run.records, KernelEvents((sent, taken))])
+
+
+def test_error_rows_file_a_failed_call_under_its_message_with_what_reached_its_socket():
+    (row,) = error_rows(with_kernel_events(run_with()))
+    assert row == {"message": "Broken pipe", "call": "server: send #2", "raised": "EPIPE",
+                   "socket before the call": "gone from the table",
+                   "on the wire before the call":
+                       "FIN from client, then RST from client (TCP_TIMEWAIT_SOCKET, taken in CLOSE-WAIT)",
+                   "earlier error on that socket": "none"}
+
+
+def test_error_rows_say_when_the_kernel_recorded_no_reason_instead_of_guessing_one():
+    (row,) = error_rows(run_with("ECONNRESET"))
+    assert row["message"] == "Connection reset by peer"
+    assert row["on the wire before the call"] == ("FIN from client, then RST from client "
+                                                       "(reason not recorded: the run recorded no kernel events)")
+
+
+def test_an_exception_without_errno_is_filed_under_its_own_message():
+    records = run_with().records
+    failed = records[6]
+    library = type(failed)(**{**failed.__dict__, "errno": None, "exception": "http.client.RemoteDisconnected",
+                              "message": "Remote end closed connection without response"})
+    (row,) = error_rows(Run("lib", [*records[:6], library, *records[7:]]))
+    assert (row["message"], row["raised"]) == ("Remote end closed connection without response",
+                                               "http.client.RemoteDisconnected")
+
+
+def test_a_connect_that_no_syn_ack_answered_is_told_by_its_unanswered_syns():
+    from builders import end
+    from test_trace import T0, frame
+
+    syns = [(T0, frame(50000, 4321, "S", 1000)), (T0 + 1_000_000_000, frame(50000, 4321, "S", 1000))]
+    timed_out = call("connect()", T0 + 3_000_000_000, errno="ETIMEDOUT", start=T0 - 1, local="0.0.0.0:0")
+    run = Run("syn", [Started("6.18.0", "netns", True, "", "", 0), timed_out, Frames(tuple(syns)),
+                      Finished(T0 + 3_000_000_001)])
+    (row,) = error_rows(run)
+    assert end("127.0.0.1:50000") == run.packets[0].source
+    assert (row["message"], row["on the wire before the call"]) == ("Connection timed out",
+                                                                         "no SYN-ACK: 2 SYNs unanswered")
+
+
+def test_a_call_the_callers_own_kernel_refused_involved_no_packet():
+    refused = call("bind()", TIMES[0] - 5, errno="EADDRINUSE", start=TIMES[0] - 10, local="0.0.0.0:0")
+    run = Run("bind", [Started("6.18.0", "netns", True, "", "", 0), refused, Frames(tuple(SEED)), Finished(TIMES[6])])
+    (row,) = error_rows(run)
+    assert row["message"] == "Address already in use"
+    assert row["on the wire before the call"] == "no TCP packet: the caller's own kernel refused the call"
+
+
+def test_a_call_on_no_tcp_socket_involved_no_packet():
+    broken = call("write()", TIMES[0] - 5, errno="EPIPE", start=TIMES[0] - 10)
+    run = Run("pipe", [Started("6.18.0", "netns", True, "", "", 0), broken, Frames(tuple(SEED)), Finished(TIMES[6])])
+    assert error_rows(run)[0]["on the wire before the call"] == "not a TCP socket: no packet"
+
+
+def test_the_callers_own_fin_and_rst_are_named_as_its_own():
+    records = run_with().records
+    client_recv = call("recv", TIMES[6] + 2, errno="ECONNRESET", local=CLIENT[0], start=TIMES[6] + 1)
+    (row,) = error_rows(Run("own", [*records[:6], client_recv, *records[7:]]))
+    assert row["on the wire before the call"] == ("FIN sent by it, then RST sent by it "
+                                                  "(reason not recorded: the run recorded no kernel events)")
+
+
+def test_a_later_error_on_the_same_socket_names_the_earlier_one():
+    records = run_with().records
+    reset_first = call("recv", TIMES[6] + 2, errno="ECONNRESET", local=SERVER[0], inode=42, start=TIMES[6] + 1)
+    rows = error_rows(Run("two", [*records[:6], reset_first, *records[6:]]))
+    assert [r["earlier error on that socket"] for r in rows] == ["none", "recv: ECONNRESET"]

@@ -7,8 +7,9 @@ client's kernel answers that byte with an RST, and the server's next
 ``send()`` fails with ``EPIPE``. The rule: every ``send()`` made before the RST
 gets back succeeds, and the first one after it fails. On loopback the RST is
 back before the second ``send()``, so that is the one that fails; across a
-network several can succeed first (shown on the page across a network). This
-is the seed's central program, rewritten with Python's ``socket`` module and
+network several can succeed first
+(:ref:`shown across a round trip <sphx_glr_auto_examples_14_across_a_network_01_sends_before_the_rst_arrives.py>`).
+This is the seed's central program, rewritten with Python's ``socket`` module and
 run on this build's kernel.
 """
 

@@ -16,9 +16,10 @@ when, is below, for a peer that closes (FIN) and a peer that resets (RST).
 # (``asyncio.open_connection(sock=...)``) on a connected socket, so that the
 # lab can wait for its states. Each ``await`` is one step of the event loop,
 # ``loop.run_until_complete``, recorded with what it returned or the
-# exception it raised (with its message: asyncio raises some errors with no
-# errno). Between steps the loop does not run: ``lab.wait_packet`` and
-# ``lab.wait_state`` wait for the kernel, so the runs do not depend on timing.
+# exception it raised, with its message (``lab.call(..., on=client)`` names
+# the socket the stream works on). Between steps the loop does not run:
+# ``lab.wait_packet`` and ``lab.wait_state`` wait for the kernel, so the runs
+# do not depend on timing.
 import asyncio
 import socket
 import struct
@@ -40,14 +41,6 @@ def connected_pair():
     return listener, client, server
 
 
-def outcome(loop, awaitable):
-    """Run one await to completion; its value, or the exception it raised, as text."""
-    try:
-        return loop.run_until_complete(awaitable)
-    except Exception as e:  # noqa: BLE001 - what was raised is the result
-        return f"raised {type(e).__name__}: {e}"
-
-
 def peer_closes(lab):
     listener, client, server = connected_pair()
     loop = asyncio.new_event_loop()
@@ -55,17 +48,17 @@ def peer_closes(lab):
     lab.call(server.close, label="close()")
     lab.wait_state(client, "CLOSE_WAIT")  # the FIN has arrived
     lab.wait_packet(".", sport=50000, after=1)  # ... and the client's kernel has ACKed it (a delayed ACK)
-    lab.call(outcome, loop, reader.read(100), label="await reader.read(100)", by="client")
+    lab.call(loop.run_until_complete, reader.read(100), label="await reader.read(100)", on=client, by="client")
 
-    lab.call(writer.write, b"request", label="writer.write() #1", by="client")
+    lab.call(writer.write, b"request", label="writer.write() #1", on=client, by="client")
     lab.wait_packet("R", sport=PORT)  # the server's kernel answers the bytes with a reset
     lab.wait_state(client, None)
-    lab.call(outcome, loop, writer.drain(), label="await writer.drain() #1", by="client")
+    lab.call(loop.run_until_complete, writer.drain(), label="await writer.drain() #1", on=client, by="client")
     lab.snapshot("after the reset")
-    lab.call(writer.write, b"request", label="writer.write() #2", by="client")
-    lab.call(outcome, loop, writer.drain(), label="await writer.drain() #2", by="client")
-    lab.call(outcome, loop, reader.read(100), label="await reader.read(100) again", by="client")
-    lab.call(writer.write, b"request", label="writer.write() #3", by="client")
+    lab.call(writer.write, b"request", label="writer.write() #2", on=client, by="client")
+    lab.call(loop.run_until_complete, writer.drain(), label="await writer.drain() #2", on=client, by="client")
+    lab.call(loop.run_until_complete, reader.read(100), label="await reader.read(100) again", on=client, by="client")
+    lab.call(writer.write, b"request", label="writer.write() #3", on=client, by="client")
     loop.close()
 
 
@@ -92,6 +85,8 @@ closed = socklab.run(peer_closes)
 # third ``write()`` still returns ``None``: writes to a lost connection are
 # dropped silently.
 socklab.show(closed.states(), closed.results())
+for failed in (c for c in closed.calls if c.failed):
+    print(f"{failed.label} raised {failed.exception}: {failed.message}")
 socklab.show(closed.trace())
 
 # %%
@@ -118,11 +113,11 @@ def peer_resets(lab):
     lab.wait_state(client, None)  # the client's kernel took the reset in
     lab.snapshot("after the reset")
 
-    lab.call(writer.write, b"request", label="writer.write() #1", by="client")
-    lab.call(outcome, loop, writer.drain(), label="await writer.drain() #1", by="client")
-    lab.call(outcome, loop, reader.read(100), label="await reader.read(100)", by="client")
-    lab.call(writer.write, b"request", label="writer.write() #2", by="client")
-    lab.call(outcome, loop, writer.drain(), label="await writer.drain() #2", by="client")
+    lab.call(writer.write, b"request", label="writer.write() #1", on=client, by="client")
+    lab.call(loop.run_until_complete, writer.drain(), label="await writer.drain() #1", on=client, by="client")
+    lab.call(loop.run_until_complete, reader.read(100), label="await reader.read(100)", on=client, by="client")
+    lab.call(writer.write, b"request", label="writer.write() #2", on=client, by="client")
+    lab.call(loop.run_until_complete, writer.drain(), label="await writer.drain() #2", on=client, by="client")
     loop.close()
 
 
@@ -138,6 +133,8 @@ reset = socklab.run(peer_resets)
 # ``drain()`` raises the same error once more. No packet leaves the client
 # after the reset.
 socklab.show(reset.results())
+for failed in (c for c in reset.calls if c.failed):
+    print(f"{failed.label} raised {failed.exception}: {failed.message}")
 socklab.show(reset.trace())
 
 # %%
@@ -147,8 +144,9 @@ socklab.show(reset.trace())
 # else, the build fails here and says which claim broke. The exceptions are
 # this Python's (its version is printed below); another version may raise at
 # another step.
-PIPE = "raised BrokenPipeError: [Errno 32] Broken pipe"
-RESET_BY_PEER = "raised ConnectionResetError: [Errno 104] Connection reset by peer"
+PIPE, RESET_BY_PEER = "EPIPE", "ECONNRESET"
+EXCEPTIONS = {PIPE: ("BrokenPipeError", "[Errno 32] Broken pipe"),
+              RESET_BY_PEER: ("ConnectionResetError", "[Errno 104] Connection reset by peer")}
 HANDSHAKE = ["client [S]", "server [S.]", "client [.]"]
 closed.expect(
     calls={"server: close()": None,
@@ -172,6 +170,8 @@ reset.expect(
     flow=HANDSHAKE + ["server [R.]"],
     states={"after the reset": {"client": None, "server": None}},
 )
+for failed in (c for one_run in (closed, reset) for c in one_run.calls if c.failed):
+    assert (failed.exception, failed.message) == EXCEPTIONS[failed.errno], failed
 print(f"these runs: Python {sys.version.split()[0]}")
 socklab.show(closed.about())
 

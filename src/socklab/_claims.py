@@ -82,6 +82,10 @@ def check(run: Observed, *, calls: Mapping[str, object] | None = None, values: M
         if call.errno is not None:
             if want != call.errno:
                 broken.append(f"call {key!r}: the page says {want!r}, the kernel raised {call.errno}")
+        elif call.exception is not None:  # an exception with no errno: claimed by its name
+            if want != call.exception:
+                broken.append(f"call {key!r}: the page says {want!r}, the call raised {call.exception}: "
+                              f"{call.message}")
         elif not call.kept:
             broken.append(f"call {key!r}: its value was too large to keep ({call.returned}); "
                           "claim something smaller, e.g. lab.record() a length")

@@ -85,8 +85,8 @@ def whose(run: Observed, event: KernelEvent) -> str:
     local, remote = endpoint(event), peer(event)
     if local is None:
         return ""
-    if local.port == 0 and remote is not None:  # a connecting socket before its port was chosen
-        return "client" if remote.port in run.server_ports else "socket"
+    if local.port == 0 and remote is not None:  # a connecting socket before its port was chosen:
+        return "client"  # the active opener, even when its SYN never left (no server port known)
     if isinstance(event, StateChange) and event.new is State.LISTEN:
         return "listener"
     if isinstance(event, StateChange) and event.old is State.LISTEN and event.new is State.CLOSE:

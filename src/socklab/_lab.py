@@ -167,9 +167,11 @@ class Lab:
             return
         link = net.link
         # The capture ends with the scenario: what is on its way then is delivered (a held frame
-        # stays held, and is lost); what enters the link afterwards is not recorded.
+        # stays held, and is lost); what enters the link afterwards is not recorded. A socket the
+        # scenario left to close as it returned has sent its FIN already: the relay reads it first.
         end = time.time_ns()
         if link.error is None:
+            link.flush()
             for frame in link.frames():
                 if frame.fate == _wire.QUEUED:
                     link.wait_settled(frame, link.delay + 1.0)
@@ -238,6 +240,7 @@ class Lab:
         return tuple(sorted(info, key=lambda pair: pair[0]))
 
     def call(self, fn: Callable[..., Any], *args: Any, label: str | None = None, by: str | None = None,
+             on: socket.socket | None = None, catch: type[Exception] | tuple[type[Exception], ...] = (),
              **kwargs: Any) -> Any:
         """Call ``fn(*args)``, record its return value or errno, and return the value.
 
@@ -245,10 +248,18 @@ class Lab:
         the scenario goes on, and ``None`` is returned. The call itself stays in
         the scenario's text: ``lab.call(server.send, b"a", socket.MSG_NOSIGNAL, label="send #1")``.
         Who made the call is the role of its socket (``server``), or `by`.
+
+        Library calls (see ``_record_exception``): `on` names the socket a call works on when
+        `fn` is not that socket's own method (``lab.call(conn.getresponse, on=conn.sock)``);
+        `catch` lists exceptions other than ``OSError`` to record rather than raise
+        (``catch=http.client.HTTPException``). Every recorded failure keeps the exception's
+        name and message as a traceback prints them.
         """
         owner = getattr(fn, "__self__", None)
         ref = _records.SocketRef()
-        if isinstance(owner, socket.socket) and owner.fileno() >= 0:
+        if on is not None and on.fileno() >= 0:
+            ref = self._identify(on)
+        elif isinstance(owner, socket.socket) and owner.fileno() >= 0:
             ref = self._identify(owner)
         label = label or f"{getattr(fn, '__name__', repr(fn))}()"
         # Announce the call first, so a signal that kills us during it is attributed.
@@ -257,8 +268,10 @@ class Lab:
         try:
             value = fn(*args, **kwargs)
         except OSError as e:
-            name = errno_module.errorcode.get(e.errno or 0, str(e.errno))
-            self._emit(Call(label, start, time.time_ns(), None, None, name, ref, by))
+            self._emit(_record_exception(e, label, start, ref, by))
+            return None
+        except catch as e:
+            self._emit(_record_exception(e, label, start, ref, by))
             return None
         self._emit(_call_record(label, start, time.time_ns(), value, ref, by))
         return value
@@ -453,6 +466,16 @@ def _call_record(label: str, start: int, end: int, value: Any, ref: _records.Soc
     if _keepable(value):
         return Call(label, start, end, value, short, None, ref, by)
     return Call(label, start, end, None, short, None, ref, by, kept=False)
+
+
+def _record_exception(e: Exception, label: str, start: int, ref: _records.SocketRef, by: str | None) -> Call:
+    """The record of a call that raised: its errno's name (None for an exception without one,
+    such as ``http.client.RemoteDisconnected``), and the exception named as a traceback names it."""
+    kind = type(e)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    number = e.errno if isinstance(e, OSError) else None
+    errno_name = errno_module.errorcode.get(number, str(number)) if number else None
+    return Call(label, start, time.time_ns(), None, None, errno_name, ref, by, exception=name, message=str(e))
 
 
 #: States that wait for an ACK of something the socket sent (a SYN or a FIN).

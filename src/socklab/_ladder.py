@@ -126,9 +126,11 @@ def _details(p: Packet) -> str:
 
 def _call_text(label: str, call: Call) -> str:
     """A call beside its lifeline: ``send #1 = 1``, ``send #2 = EPIPE``, or the label alone for None."""
-    if call.errno is None and call.value is None and call.kept:
+    if not call.failed and call.value is None and call.kept:
         return label
     outcome = call.outcome
+    if call.errno is None and call.exception is not None:  # http.client.RemoteDisconnected: its own name
+        outcome = outcome.rsplit(".", 1)[-1]
     return f"{label} = {outcome if len(outcome) <= 18 else outcome[:17] + '…'}"
 
 
@@ -141,12 +143,13 @@ def events(run: Observed, emphasise: str | None = "R") -> tuple[tuple[Endpoint, 
     reasons = reset_reasons(run)
     for p in run.packets:
         if {p.source, p.destination} == set(sides):
+            lands = bool(p.fate) and p.arrived_ns is not None and p.fate != "injected"  # across a link
             rows.append({"kind": "packet", "time_ns": p.time_ns, "packet": p, "from": sides.index(p.source),
                          "emphasised": bool(emphasise) and all(f in p.flags for f in emphasise or ""),
-                         "reason": reasons.get(p.index)})
-            if p.fate and p.arrived_ns is not None and p.fate != "injected":  # across a link: where it lands
+                         "reason": reasons.get(p.index), "lands": lands})
+            if lands:  # where it lands, with room for its reason
                 rows.append({"kind": "arrive", "time_ns": p.arrived_ns, "packet": p,
-                             "to": 1 - sides.index(p.source)})
+                             "to": 1 - sides.index(p.source), "reason": reasons.get(p.index)})
     for j, c in enumerate(run.calls):
         local, peer = c.socket.local, c.socket.peer
         if local in sides and (peer is None or peer in sides or c.socket.listening):
@@ -154,7 +157,7 @@ def events(run: Observed, emphasise: str | None = "R") -> tuple[tuple[Endpoint, 
             who = _roles.actor(run, c)
             label = c.label if who in (None, _roles.endpoint_role(run, sides[side])) else f"{who}: {c.label}"
             rows.append({"kind": "call", "time_ns": c.time_ns, "index": j, "side": side,
-                         "text": _call_text(label, c), "error": c.errno is not None})
+                         "text": _call_text(label, c), "error": c.failed})
     rows += _state_rows(run, sides)
     rows.sort(key=lambda r: r["time_ns"])
     return sides, rows
@@ -206,11 +209,12 @@ def _state_rows(run: Observed, sides: tuple[Endpoint, Endpoint]) -> list[dict]:
 
 def reset_reasons(run: Observed) -> dict[int, str]:
     """{packet index: the kernel's reason} for each RST in the trace, matched to the kernel's
-    ``tcp_send_reset`` event from the same address closest in time (each event used once)."""
+    ``tcp_send_reset`` event from the same address closest in time (each event used once).
+    A reset the scenario forged (the scripted peer's) has no reason: no kernel sent it."""
     sent = [e for e in run.kernel_events if isinstance(e, ResetSent)]
     found: dict[int, str] = {}
     for p in run.packets:
-        if "R" not in p.flags:
+        if "R" not in p.flags or p.fate == "injected":
             continue
         candidates = [e for e in sent if _events.endpoint(e) == p.source or (not e.sk and _events.peer(e) == p.source)]
         if candidates:
@@ -290,8 +294,12 @@ def ladder(run: Observed, *, emphasise: str | None = "R") -> Figure:
 
 
 def _height(row: dict) -> float:
-    """A row's height: an RST with the kernel's reason gets a line more, for the reason."""
-    return _ROW[row["kind"]] + (0.2 if row.get("reason") else 0.0)
+    """A row's height: an RST with the kernel's reason gets a line more, for the reason (on a link,
+    the row where it lands), and a packet the link lost one more, for what became of it (written
+    under its cross)."""
+    lost = row["kind"] == "packet" and row["packet"].fate in ("dropped", "cut", "lost")
+    reason = row.get("reason") and not row.get("lands")
+    return _ROW[row["kind"]] + (0.2 if reason else 0.0) + (0.2 if lost else 0.0)
 
 
 def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> None:
@@ -303,11 +311,14 @@ def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> 
     start, end = _X[row["from"]], _X[1 - row["from"]]
     y0, y1 = mid - 0.02, (mid + 0.16 if land is None else land)
     colour = EMPHASIS if row["emphasised"] else FIN_BLUE if "F" in p.flags else INK
+    if p.fate == "injected":  # the scripted peer's: no host sent it
+        ax.text(start, y0 - 0.04, "forged", ha="center", va="bottom", fontsize=SMALL, color=EMPHASIS,
+                style="italic", gid=f"packet-{p.index}-forged")
     if p.fate in ("dropped", "cut", "lost"):
         end, y1 = (start + end) / 2, (y0 + y1) / 2 + 0.1
         ax.plot([end], [y1], marker="x", ms=11, mew=2.5, color=EMPHASIS, zorder=3, gid=f"packet-{p.index}-lost")
         ax.text(end, y1 + 0.1, {"dropped": "dropped by the link", "cut": "lost: link cut"}.get(p.fate, "lost"),
-                ha="center", va="top", fontsize=SMALL, color=EMPHASIS, style="italic")
+                ha="center", va="top", fontsize=SMALL, color=EMPHASIS, style="italic", gid=f"packet-{p.index}-fate")
     ax.add_patch(FancyArrowPatch((start, y0), (end, y1), arrowstyle="-|>" if p.fate not in (
                                      "dropped", "cut", "lost") else "-", mutation_scale=14 if
                                  row["emphasised"] else 11, lw=2.8 if row["emphasised"] else 1.3,
@@ -319,6 +330,8 @@ def _draw_packet(ax: Axes, row: dict, mid: float, land: float | None = None) -> 
     ax.text(centre + 0.06, text_y, _details(p), ha="left", va="bottom", fontsize=SMALL, color=MUTED,
             gid=f"packet-{p.index}-detail")
     if row.get("reason"):
+        # under its arrow's end: in its own row, or on a link in the row where it lands (the room
+        # _height gives either)
         ax.text(centre, y1 + 0.04, f"kernel's reason: {row['reason']}", ha="center", va="top", fontsize=SMALL,
                 color=colour, style="italic", gid=f"packet-{p.index}-reason")
 
@@ -338,7 +351,9 @@ def ladder_alt(run: Observed, *, emphasise: str | None = "R") -> str:
             why = f", the kernel's reason {row['reason']}" if row.get("reason") else ""
             fate = {"dropped": ", which the link drops", "cut": ", lost on the cut link",
                     "lost": ", still on the link at the end"}.get(p.fate, "")
-            parts.append(f"{roles[row['from']]} sends {flag_words(p.flags)}{size}{mark}{why}{fate}")
+            sender = (f"the scenario forges, as if from {roles[row['from']]},"
+                      if p.fate == "injected" else f"{roles[row['from']]} sends")
+            parts.append(f"{sender} {flag_words(p.flags)}{size}{mark}{why}{fate}")
         elif row["kind"] == "arrive":
             parts.append(f"the {flag_words(row['packet'].flags)} reaches {roles[row['to']]}")
         elif row["kind"] == "call":

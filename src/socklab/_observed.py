@@ -108,10 +108,11 @@ class Observed:
 
     @functools.cached_property
     def server_ports(self) -> set[int]:
-        """Ports that listened (in a snapshot, or a call on the listening socket), or received a SYN."""
+        """Ports that listened (in a snapshot, or a call on the listening socket), or received a SYN
+        (one a host sent: a SYN the scenario forged into a connection names nobody a server)."""
         ports = {row.local_port for s in self.snapshots for row in s.rows if row.state is State.LISTEN}
         ports |= {c.socket.local.port for c in self.calls if c.socket.listening and c.socket.local is not None}
-        ports |= {p.dport for p in self.packets if p.flags == "S"}
+        ports |= {p.dport for p in self.packets if p.flags == "S" and p.fate != "injected"}
         ports |= self.bound_ports
         return {p for p in ports if p is not None}
 

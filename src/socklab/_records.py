@@ -49,11 +49,29 @@ class Call:
     socket: SocketRef = SocketRef()  #: the socket it was made on (empty for other calls)
     by: str | None = None  #: who made it, when the scenario said (``lab.call(..., by="client")``)
     kept: bool = True  #: False when the value was too large or not picklable (``returned`` holds its repr)
+    #: The exception it raised, named as a traceback names it ("BrokenPipeError",
+    #: "http.client.RemoteDisconnected"); None when it returned
+    exception: str | None = None
+    #: The exception's message as a traceback prints it ("[Errno 32] Broken pipe",
+    #: "Remote end closed connection without response"); None when it returned
+    message: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """True when the call raised (an errno, or an exception without one)."""
+        return self.errno is not None or self.exception is not None
+
+    @property
+    def error(self) -> str | None:
+        """What a claim names a failure by: the errno name, else the exception's name; None when it returned."""
+        return self.errno if self.errno is not None else self.exception
 
     @property
     def outcome(self) -> str:
-        """What a page prints: the return value's repr, or the errno name."""
-        return self.errno if self.errno is not None else str(self.returned)
+        """What a page prints: the return value's repr, or the errno name (the exception's
+        name when it carries no errno)."""
+        error = self.error
+        return error if error is not None else str(self.returned)
 
 
 @dataclasses.dataclass(frozen=True)

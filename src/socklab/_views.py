@@ -80,7 +80,7 @@ def results(run: Observed) -> Table:
     rows, classes = [], []
     for c in run.calls:
         rows.append([_roles.actor(run, c) or "", c.label, c.outcome])
-        classes.append("error" if c.errno else "")
+        classes.append("error" if c.failed else "")
     for name, value in run.values.items():
         rows.append(["", name, short_repr(value)])
         classes.append("")
@@ -130,7 +130,7 @@ def timeline(run: Observed) -> Table:
     entries: list[tuple[int, int, list[str], str]] = []
     for c in run.calls:
         entries.append((c.time_ns, 0, [_roles.actor(run, c) or "", f"{c.label} = {c.outcome}"],
-                        "error" if c.errno else ""))
+                        "error" if c.failed else ""))
     for p in run.packets:
         entries.append((p.time_ns, 1, [_roles.endpoint_role(run, p.source), f"sends {p.text()}"],
                         "rst" if "R" in p.flags else "fin" if "F" in p.flags else ""))

@@ -147,6 +147,7 @@ class Link:
         self._thread: threading.Thread | None = None
         self._names = itertools.count(1)
         self.error: BaseException | None = None  #: what stopped the relay, if it failed
+        self._passes = 0  # turns of the relay's loop (each reads everything waiting on its socket)
         #: Whether the relay runs at real-time priority (root only): delays then hold to ~0.5 ms on a
         #: loaded machine; without it, to what the scheduler gives (measured: up to 20 ms at load 8 on 2 cores).
         self.realtime = False
@@ -297,6 +298,22 @@ class Link:
             self._changed.notify_all()
         return frame
 
+    def flush(self, timeout: float = 2.0) -> None:
+        """Wait until the relay has read every frame already waiting on its socket: a frame the
+        kernel handed to the link (and stamped) before this call is in ``frames()`` after it."""
+        with self._changed:
+            target = self._passes + 2  # a turn that began after this call read the socket
+
+        def done() -> bool | None:
+            if self._passes >= target:
+                return True
+            self._wake()  # the relay may sleep in select until its next deadline
+            return None
+
+        self._wake()
+        if self._wait(done, timeout) is None:
+            raise TimeoutError(f"the link's relay did not read its socket within {timeout}s")
+
     def close(self) -> None:
         """Stop and join the relay, close its sockets; frames still on the link become lost (idempotent)."""
         if self._wake_w < 0:
@@ -432,5 +449,6 @@ class Link:
                 left = time.time_ns()
                 self._sock.sendto(frame.data, (self._ifname[frame.receiver], 0))
                 self._frames[index] = dataclasses.replace(frame, arrived_ns=left, fate=DELIVERED)
+            self._passes += 1
             self._changed.notify_all()
 
