@@ -149,7 +149,7 @@ def test_the_error_index_files_each_failed_call_under_its_message_with_a_link_to
     monkeypatch.setattr(socklab_gallery, "LISTED_MESSAGES", ["Broken pipe"])
     run = socklab.run(scenarios.close_then_send)
     scrape(scraper, tmp_path, run)
-    socklab_gallery.write_error_index(SimpleNamespace(srcdir=str(tmp_path)))
+    socklab_gallery.write_error_index(site(tmp_path, "01_close_then_send"))
     index = (tmp_path / "_generated" / "errors.md").read_text()
     assert "(error-broken-pipe)=\n## Broken pipe\n" in index
     assert "| {ref}`Broken pipe <error-broken-pipe>` | BrokenPipeError (EPIPE) | 1 | 1 |" in index
