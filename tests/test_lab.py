@@ -703,7 +703,7 @@ def test_a_two_hosts_run_shows_each_hosts_sockets_and_the_link_as_its_capture():
 
 def test_across_a_round_trip_every_send_before_the_reset_lands_succeeds():
     """Issue 14, item 3: 'the first send succeeds, the second fails' is loopback timing."""
-    run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0.02), kernel_events=False)
+    run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0.05), kernel_events=False)
     rst = next(p for p in run.packets if "R" in p.flags)
     sends = [c for c in run.calls if c.label.startswith("send #")]
     assert sends[-1].errno == "EPIPE" and all(c.errno is None for c in sends[:-1])

@@ -222,18 +222,36 @@ def test_ladder_of_a_real_run_matches_its_packets_states_and_calls():
     fig.savefig(io.BytesIO(), format="png")
 
 
-def test_across_a_link_an_arrow_lands_where_the_packet_left_the_link():
-    import scenarios
+def rst_held_on_the_link(lab):
+    """The seed's scenario on two hosts, the server's RST held on the link while the client sends twice more."""
+    with lab.server:
+        listener = socket.create_server(("0.0.0.0", 4321))
+    with lab.client:
+        client = socket.create_connection((lab.server.ipv4, 4321))
+    server, _ = listener.accept()
+    lab.call(server.close, label="close")
+    lab.wait_packet("F.")
+    lab.wait_state(client, "CLOSE_WAIT")
+    lab.link.hold(lambda p: "R" in p.flags, count=1)
+    lab.call(client.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
+    lab.link.wait_held(1)
+    lab.call(client.send, b"b", socket.MSG_NOSIGNAL, label="send #2")
+    lab.call(client.send, b"c", socket.MSG_NOSIGNAL, label="send #3")
+    lab.link.release()
+    lab.wait_packet("R")
+    lab.wait_state(client, None)
+    lab.call(client.send, b"d", socket.MSG_NOSIGNAL, label="send #4")
 
-    run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0.01), kernel_events=False)
+
+def test_across_a_link_an_arrow_lands_where_the_packet_left_the_link():
+    run = socklab.run(rst_held_on_the_link, wire=socklab.Wire(delay=0.01), kernel_events=False)
     fig = _ladder.ladder(run)
     y = {g: a.get_position()[1] for g, a in drawn(fig, "call-").items() if hasattr(a, "get_position")}
     rst = next(p for p in run.packets if "R" in p.flags)
     (_, start), (_, end) = drawn(fig, f"packet-{rst.index}")[f"packet-{rst.index}"]._posA_posB
-    sends = [i for i, c in enumerate(run.calls) if c.label.startswith("send #")]
-    before = [i for i in sends if run.calls[i].time_ns < rst.arrived_ns]
-    assert len(before) >= 2 and sends[-1] not in before
-    assert start < y[f"call-{before[-1]}"] < end < y[f"call-{sends[-1]}"]  # sends went on under the RST in flight
+    index = {c.label: i for i, c in enumerate(run.calls)}
+    assert [c.outcome for c in run.calls[1:]] == ["1", "1", "1", "EPIPE"]
+    assert start < y[f"call-{index['send #3']}"] < end < y[f"call-{index['send #4']}"]  # sends under the RST in flight
     assert any("one-way delay 10 ms" in t.get_text() for t in drawn(fig, "note-").values())
 
 
