@@ -118,11 +118,9 @@ def events(run: Observed) -> Table:
     notes = [f"not recorded on this kernel: {what} ({why})" for what, why in run.events_missing.items()]
     if run.counters:
         notes.append("counters that changed: " + ", ".join(f"{k} +{v}" for k, v in sorted(run.counters.items())))
-    if hosts:
-        return Table("kernel events (tracepoints of this run's two hosts)", ["time", "host", "socket", "event"],
-                     rows, classes, notes, spelling="kernel")
-    return Table("kernel events (tracepoints of this run's network namespace)", ["time", "socket", "event"],
-                 rows, classes, notes, spelling="kernel")
+    where = "this run's two hosts" if hosts else "this run's network namespace"
+    columns = ["time", *(["host"] if hosts else []), "socket", "event"]
+    return Table(f"kernel events (tracepoints of {where})", columns, rows, classes, notes, spelling="kernel")
 
 
 def timeline(run: Observed) -> Table:
