@@ -1,14 +1,17 @@
 """The capture: each packet once, flushed by a marker, inside a private namespace."""
 
+import os
 import socket
 import subprocess
 import textwrap
+import time
 
 import pytest
 
 import scenarios
 import socklab
 from conftest import require_tool
+from socklab import _capture
 
 
 def exchange(lab):
@@ -76,3 +79,25 @@ def test_an_overflowing_capture_says_so_and_what_to_do(unprivileged):
     result = unprivileged.run(["-c", OVERFLOW, str(unprivileged.home / "src")])
     assert "the capture overflowed: the kernel dropped" in result.stdout, result.stdout + result.stderr
     assert "KiB) was full" in result.stdout and "Fix: " in result.stdout
+
+
+def _packet_socket_inodes() -> set[int]:
+    with open("/proc/net/packet") as f:
+        return {int(line.split()[8]) for line in list(f)[1:]}
+
+
+def test_a_closed_capture_leaves_no_descriptor_and_the_kernel_releases_its_socket():
+    try:
+        capture = _capture.Capture("lo")
+    except PermissionError:
+        pytest.skip("a packet socket needs CAP_NET_RAW")
+    descriptors = set(os.listdir("/proc/self/fd"))
+    inode = os.fstat(capture.sock.fileno()).st_ino
+    assert inode in _packet_socket_inodes()
+    capture.close()
+    assert capture.sock.fileno() == -1
+    assert set(os.listdir("/proc/self/fd")) < descriptors  # the packet socket's and the marker's are gone
+    deadline = time.monotonic() + 5  # released by the kernel's worker, moments later
+    while inode in _packet_socket_inodes():
+        assert time.monotonic() < deadline, "the kernel did not release the closed packet socket within 5 s"
+        time.sleep(0.005)

@@ -662,6 +662,9 @@ def _scenario_process(scenario: Callable[[Lab], Any], isolation: _netns.Isolatio
                 pass
             lab._send_frames()
             send(Failed(type(e).__name__, str(e), traceback.format_exc()))
+        finally:
+            if capture is not None:  # else the exit would wait for its RCU grace period (_capture)
+                capture.close()
     except BaseException:  # noqa: BLE001
         code = 70
     finally:
