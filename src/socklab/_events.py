@@ -78,15 +78,22 @@ def peer(event: KernelEvent) -> Endpoint | None:
     return Endpoint(event.family, event.daddr, event.dport)
 
 
+def before_its_port(event: KernelEvent) -> bool:
+    """A connecting socket's change before its port was chosen (local port 0, the peer known):
+    the active opener's, even when its SYN never left."""
+    local, remote = endpoint(event), peer(event)
+    return local is not None and local.port == 0 and remote is not None
+
+
 def whose(run: Observed, event: KernelEvent) -> str:
     """The role of the socket an event happened to ("" when the kernel had no socket)."""
     if isinstance(event, ResetSent) and not event.sk:
         return ""  # a reset for a packet no socket wanted (NO_SOCKET)
-    local, remote = endpoint(event), peer(event)
+    local = endpoint(event)
     if local is None:
         return ""
-    if local.port == 0 and remote is not None:  # a connecting socket before its port was chosen:
-        return "client"  # the active opener, even when its SYN never left (no server port known)
+    if before_its_port(event):
+        return "client"
     if isinstance(event, StateChange) and event.new is State.LISTEN:
         return "listener"
     if isinstance(event, StateChange) and event.old is State.LISTEN and event.new is State.CLOSE:

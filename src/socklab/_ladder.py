@@ -177,8 +177,8 @@ def _state_rows(run: Observed, sides: tuple[Endpoint, Endpoint]) -> list[dict]:
             # a side's own socket: its address, and the other side as its peer (not the listener,
             # which shares the server's address)
             side = sides.index(where) if where in sides and other == sides[1 - sides.index(where)] else (
-                side_roles.index("client") if where is not None and where.port == 0 and "client" in side_roles
-                and _events.peer(e) in sides else None)
+                side_roles.index("client") if _events.before_its_port(e) and "client" in side_roles
+                and other in sides else None)
             if side is not None:
                 changes.append((e.time_ns, side, e.new.machine.rfc, "kernel"))
     seen: list[bool] = [False, False]

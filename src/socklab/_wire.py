@@ -96,6 +96,11 @@ class LinkFrame:
         return _trace.parse(self.data, self.sent_ns, self.index)
 
     @property
+    def settled(self) -> bool:
+        """Its fate is final: no longer queued or held on the link."""
+        return self.fate not in (QUEUED, HELD)
+
+    @property
     def transit(self) -> float | None:
         """Seconds it spent on the link, or None if it never left."""
         return None if self.arrived_ns is None else (self.arrived_ns - self.sent_ns) / 1e9
@@ -254,7 +259,7 @@ class Link:
             if hit < 0:
                 return None
             frame = self._frames[hit]
-            if fate is None or frame.fate == fate or frame.fate not in (QUEUED, HELD):
+            if fate is None or frame.fate == fate or frame.settled:
                 return frame  # found, or its fate is settled and is another one
             return None
 
@@ -271,7 +276,7 @@ class Link:
     def wait_settled(self, frame: LinkFrame, timeout: float = 2.0) -> LinkFrame:
         """Wait until `frame` is no longer on its way (delivered, dropped, cut; a held frame waits
         for ``release()``); return it as it is then."""
-        found = self._wait(lambda: (f if (f := self._frames[frame.index]).fate not in (QUEUED, HELD) else None),
+        found = self._wait(lambda: (f if (f := self._frames[frame.index]).settled else None),
                            timeout)
         if found is None:
             raise TimeoutError(f"frame {frame.index} ({frame.packet.flags if frame.packet else '?'} from "
@@ -326,7 +331,7 @@ class Link:
             self._thread = None
         with self._changed:
             for i, frame in enumerate(self._frames):
-                if frame.fate in (HELD, QUEUED):
+                if not frame.settled:
                     self._frames[i] = dataclasses.replace(frame, fate=LOST)
             self._queue, self._held = [], []
         _capture.close_unwaited(self._sock)
