@@ -788,7 +788,7 @@ def test_a_two_hosts_run_with_kernel_events_asked_for_does_not_wait_out_the_stop
 
     start = time.monotonic()
     run = socklab.run(scenarios.across_a_round_trip, wire=socklab.Wire(delay=0))
-    assert time.monotonic() - start < socklab._lab.STOP_GRACE / 2, run.events_unavailable
+    assert time.monotonic() - start < socklab._supervisor.STOP_GRACE / 2, run.events_unavailable
 
 
 def test_a_socket_left_to_close_as_the_scenario_returns_has_its_fin_delivered_not_lost():

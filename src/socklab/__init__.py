@@ -1,6 +1,7 @@
 """socklab: run a socket scenario on the real kernel and show what happened.
 
-Layout: ``_lab`` runs a scenario in a forked child (``_netns`` isolates it,
+Layout: ``_runner.run`` runs a scenario in a forked child (``_supervisor``; the
+scenario gets a ``_lab.Lab``; ``_netns`` isolates it,
 ``_ports`` gives it reproducible ports that are its own, ``_capture`` records
 its packets, ``_states`` its socket tables) and sends plain ``_records`` home.
 ``_vocab`` holds the shared words (``State``,
@@ -14,11 +15,12 @@ table, which ``_statediagram`` draws.
 from . import _timers as timers
 from ._claims import ClaimError
 from ._hosts import Host, TwoHosts, Wire, WireUnavailable, sent_by
-from ._lab import Lab, ScenarioError, ScenarioKilled, ScenarioTimeout, poll_names, run
+from ._lab import Lab, poll_names
 from ._netns import Isolation, probe
 from ._records import Call, Snapshot, SocketRef
 from ._render import Table
 from ._run import Run
+from ._runner import ScenarioError, ScenarioKilled, ScenarioTimeout, run
 from ._show import show
 from ._statediagram import draw_state_diagram
 from ._states import SocketRow

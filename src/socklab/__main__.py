@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import _kernel, _netns, _states
 from ._hosts import Wire, WireUnavailable
-from ._lab import run
+from ._runner import run
 from ._version import __version__
 
 DESCRIPTION = """\
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(known) or 'none'}", file=sys.stderr)
         return 2
     from ._claims import ClaimError
-    from ._lab import ScenarioError
+    from ._runner import ScenarioError
 
     try:
         runpy.run_path(str(known[args.name]), run_name="__main__")
