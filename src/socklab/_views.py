@@ -116,6 +116,8 @@ def events(run: Observed) -> Table:
                      _events.describe(run, e)])
         classes.append("rst" if type(e).__name__ == "ResetSent" else "")
     notes = [f"not recorded on this kernel: {what} ({why})" for what, why in run.events_missing.items()]
+    notes += [f"WARNING: an event of the {role}'s socket was lost in this run: {evidence}"
+              for role, found in _events.lost(run).items() for evidence in found]
     if run.counters:
         notes.append("counters that changed: " + ", ".join(f"{k} +{v}" for k, v in sorted(run.counters.items())))
     where = "this run's two hosts" if hosts else "this run's network namespace"
