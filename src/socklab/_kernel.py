@@ -49,16 +49,21 @@ Rules, each from a measured trap:
   socket for a timewait mini-socket, so TIME_WAIT shows as the ``state`` of the
   mini-socket when it sends a reset (reason ``TCP_TIMEWAIT_SOCKET``).
 
-Known limit (measured, Linux 6.18): about one run in a thousand lacks one
-event. Always the same kind so far: FIN_WAIT1 -> FIN_WAIT2 when the ACK of a
+Known limit (measured, Linux 6.18): one run in 300 to 1000 (of 40 events each)
+lacks one event. Mostly the same kind: FIN_WAIT1 -> FIN_WAIT2 when the ACK of a
 FIN is handled in a softirq on the other CPU, on top of another process's
-task. ftrace (a tracefs instance) records that event; no BPF program runs for
+task; once, in a docs build, an orphan's FIN_WAIT1 -> CLOSE on its timer. ftrace (a tracefs instance) records that event; no BPF program runs for
 it: not ours (its match counter, :meth:`Recorder.stats`, does not move, the ring
 refused nothing, and the programs count no ``recursion_misses``, see
 :attr:`Recorder.missed`), nor a test program attached as a raw tracepoint. The
 suspect is BPF's recursion protection (a program does not run on a CPU where
 one is already running; the perf path drops such an event without counting
-it). A run cannot tell; the tests measure the rate.
+it). Busy bpf(2) map calls on every CPU meanwhile did not change the rate
+(2 lost in 300 runs, against 1 in 300 without). A run tells where the kernel's
+own rules prove a loss (``_events.lost``: a socket's changes do not chain, or
+it left the socket table with no change to CLOSE): its events table warns, and
+a claim on that socket's transitions is reported unchecked, never broken or
+passed. The tests measure the rate.
 
 Where recording is impossible (not root, inside a user namespace, no BTF, bpf(2)
 refused) :func:`recorder` returns :class:`Unavailable` with the reason and the
