@@ -12,7 +12,7 @@ So, just before sphinx-gallery generates the gallery (``builder-inited``, after
 ``socklab_freshness`` decided what is stale), ``start_examples`` lists every
 example sphinx-gallery will execute (its copy's md5 is not current) across all
 sections and hands each to a pool of ``socklab_jobs`` worker processes (0, the
-default: one more than the CPUs this process may use, see ``jobs``), longest first by the time the
+default: twice the CPUs this process may use, see ``jobs``), longest first by the time the
 example took last time (sphinx-gallery's ``<name>.cost.json``; examples never
 timed go first, the longest file first: in a fresh build the seed's 15 s of
 sleeps then start at once, not half-way). Each worker calls sphinx-gallery's own
@@ -68,11 +68,13 @@ ORIGINAL: dict[str, Callable] = {}
 
 
 def jobs(app) -> int:
-    """``socklab_jobs``, or one more than the CPUs this process may use: examples spend much of
-    their time waiting (the seed's program sleeps 15 s), and on 2 CPUs 3 workers built the
-    gallery in 18 s where 2 took 29 s (measured here)."""
+    """``socklab_jobs``, or twice the CPUs this process may use: examples spend much of their
+    time waiting (for timers, a link's delay; the seed's program sleeps 15 s). Measured here on
+    2 CPUs, the 46-page gallery took 29.0 s with 3 workers, 23.5 s with 4 and 21.1 s with 5
+    (the seed's page alone takes 17 s); 4 keeps the machine's load near what its claims were
+    measured under."""
     wanted = int(app.config.socklab_jobs)
-    return wanted if wanted > 0 else len(os.sched_getaffinity(0)) + 1
+    return wanted if wanted > 0 else 2 * len(os.sched_getaffinity(0))
 
 
 def _md5(path: Path) -> str:
