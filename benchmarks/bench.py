@@ -5,6 +5,8 @@ size of a docs build, --parent-mib, since forking a large parent costs more):
 - floor: fork, a new network namespace, lo up, exit; what any isolated run must pay;
 - empty scenario: fork, namespace, lo up, capture open and flushed, kernel events (as
   root), nothing else; the target is at most 2x the floor;
+- two forks and exits, nothing else: the supervisor and the scenario's process that every
+  run has (nothing outlives a run because of them), the design's own minimum;
 - the seed's scenario (close, send, RST, send) observed, beside the same calls bare in
   this process with no observation (the baseline); with the kernel's events and without;
   on two hosts joined by a link with no delay (three namespaces, veths, the relay).
@@ -77,6 +79,23 @@ def floor(mode: str) -> None:
         raise RuntimeError("the floor's child could not enter a namespace")
 
 
+def two_processes() -> None:
+    """What every run's process tree costs before it does anything: a child (the supervisor) that
+    forks a grandchild (the scenario's process), each leaving, each waited for. No namespace."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            grandchild = os.fork()
+            if grandchild == 0:
+                os._exit(0)
+            os.waitpid(grandchild, 0)
+        except BaseException:  # noqa: BLE001 - a forked child must never return
+            code = 70
+        os._exit(code)
+    os.waitpid(pid, 0)
+
+
 def gallery() -> None:
     os.environ["SOCKLAB_OUTPUT"] = "html"
     import matplotlib
@@ -124,6 +143,8 @@ def run_figures(args) -> None:
     row("empty scenario", empty, "ms", TODAY["empty_ms"], ("the floor", base),
         f"target <= {EMPTY_MAX_RATIO:g}x: {'met' if empty <= EMPTY_MAX_RATIO * base else 'NOT met'}")
     row("empty scenario, no kernel events", quiet, "ms", None, ("the floor", base))
+    row("two forks and exits (supervisor, scenario), no netns", median_ms(two_processes, args.repeat), "ms", None,
+        ("the floor", base), "the design's own minimum")
     seed = median_ms(lambda: socklab.run(scenarios.close_then_send), args.repeat)
     bare = median_ms(scenarios.bare_close_then_send, args.repeat * 10)
     row("seed scenario observed", seed, "ms", None, ("the empty run", empty))

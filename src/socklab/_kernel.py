@@ -52,7 +52,8 @@ Rules, each from a measured trap:
 Known limit (measured, Linux 6.18): one run in 300 to 1000 (of 40 events each)
 lacks one event. Mostly the same kind: FIN_WAIT1 -> FIN_WAIT2 when the ACK of a
 FIN is handled in a softirq on the other CPU, on top of another process's
-task; once, in a docs build, an orphan's FIN_WAIT1 -> CLOSE on its timer. ftrace (a tracefs instance) records that event; no BPF program runs for
+task; once, in a docs build, an orphan's FIN_WAIT1 -> CLOSE on its timer.
+ftrace (a tracefs instance) records such an event; no BPF program runs for
 it: not ours (its match counter, :meth:`Recorder.stats`, does not move, the ring
 refused nothing, and the programs count no ``recursion_misses``, see
 :attr:`Recorder.missed`), nor a test program attached as a raw tracepoint. The
