@@ -124,6 +124,21 @@ def test_a_break_in_a_sockets_chain_of_changes_is_shown_as_a_lost_event():
     assert run.unchecked == []
 
 
+def test_a_socket_is_found_in_snapshots_by_its_addresses_not_by_a_roles_name():
+    """A socket the page named (lab.name), or one no snapshot ever showed, proves nothing lost."""
+    from socklab import _events
+    from socklab._records import Named
+    from socklab._vocab import Endpoint
+    named = with_events(lose(1, "CLOSE").kernel_events)
+    client = Endpoint(socket.AF_INET, LO, 50000)
+    named.records.insert(1, Named("A", 0, client, Endpoint(socket.AF_INET, LO, 4321)))
+    named = Run("seed", named.records)
+    assert list(_events.lost(named)) == ["A"]  # found by its addresses, named as claims name it
+    elsewhere = (change(T[0], 1234, 80, "CLOSE", "SYN_SENT", sk=7), change(T[1], 1234, 80, "SYN_SENT", "ESTABLISHED",
+                                                                           sk=7))
+    assert _events.lost(with_events((*EVENTS, *elsewhere))) == {}  # never in a table: no proof either way
+
+
 def test_a_socket_gone_from_a_snapshot_without_a_recorded_close_makes_its_claim_unchecked_not_broken(capsys):
     from socklab import _events
     run = lose(2, "CLOSE")

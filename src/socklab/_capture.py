@@ -204,7 +204,8 @@ class Capture:
         self._marker_rx.bind(("127.0.0.1", 0))
         # Protocol 0 at creation, ETH_P_ALL at bind: the kernel then registers its
         # packet hook once instead of twice, and the second registration would
-        # cost an RCU grace period (synchronize_net, ~16 ms here). Closing costs one anyway.
+        # cost an RCU grace period (synchronize_net, ~16 ms here). Closing costs one too,
+        # which close() leaves to the kernel (close_unwaited).
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)

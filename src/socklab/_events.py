@@ -25,10 +25,12 @@ retransmissions, drops). This module reads them the way a page needs them:
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 
 from . import _roles, _tcp
 from ._kevents import KernelEvent, ResetReceived, ResetSent, StateChange
 from ._observed import Observed
+from ._states import SocketRow
 from ._vocab import Endpoint, State
 
 #: enum sk_rst_reason, in the words of the kernel's own comments (include/net/rstreason.h).
@@ -107,40 +109,54 @@ def _kernel_name(state: State | None) -> str:
 
 def lost(run: Observed) -> dict[str, list[str]]:
     """{role: evidence} for each socket whose recorded state changes prove that one was not
-    recorded (``_kernel``'s known limit: about one run in a thousand loses one event).
+    recorded (``_kernel``'s known limit: one run in several hundred loses one event). Roles
+    are named as ``whose`` names them, as transition claims are.
 
-    Two proofs, each from the kernel's own rules: a socket's changes chain (each starts in
-    the state the previous one ended in, unless the address is reused by a new socket, which
-    starts at CLOSE, or LISTEN for one cloned from a listener); and a full socket leaves the
-    socket table only by a change to CLOSE, so a socket that a snapshot no longer shows must
-    have one recorded before that snapshot."""
+    Two proofs, each from the kernel's own rules, each about one socket (its kernel address):
+    its changes chain (each starts in the state the previous one ended in, unless the address
+    is reused by a new socket, which starts at CLOSE, or LISTEN for one cloned from a
+    listener); and a full socket leaves the socket table only by a change to CLOSE, so a
+    socket that one snapshot showed and a later one, taken after its last recorded change,
+    no longer shows must have had a change to CLOSE that was not recorded. A socket is found
+    in a snapshot by its addresses, ports and host, never by a role's name."""
     found: dict[str, list[str]] = {}
-    last: dict[str, StateChange] = {}
-    previous: dict[int, StateChange] = {}
+    last: dict[int, StateChange] = {}
     for e in run.kernel_events:
-        if not isinstance(e, StateChange) or e.old is None or e.new is None:
+        if not isinstance(e, StateChange) or not e.sk or e.old is None or e.new is None:
             continue
-        role = whose(run, e)
-        if not role:
-            continue
-        before = previous.get(e.sk)
+        before = last.get(e.sk)
         if before is not None and before.new is not e.old and not (
                 before.new is State.CLOSE and e.old in (State.CLOSE, State.LISTEN)):
-            found.setdefault(role, []).append(
+            found.setdefault(whose(run, e) or str(endpoint(e)), []).append(
                 f"its socket went {_kernel_name(before.old)} -> {_kernel_name(before.new)}, then "
                 f"{_kernel_name(e.old)} -> {_kernel_name(e.new)}: the change from {_kernel_name(before.new)} "
                 f"to {_kernel_name(e.old)} was not recorded")
-        previous[e.sk] = last[role] = e
-    for role, e in last.items():
+        last[e.sk] = e
+    for e in last.values():
         if e.new is State.CLOSE:
             continue
-        gone = next((snap for snap in run.snapshots if snap.time_ns > e.time_ns
-                     and role not in _roles.table(run, snap.label)), None)
-        if gone is not None:
-            found.setdefault(role, []).append(
-                f"its last recorded change is to {_kernel_name(e.new)}, yet the snapshot {gone.label!r} no longer "
-                f"shows it: its change to TCP_CLOSE was not recorded")
+        shown = [_shows(snap.rows, e) for snap in run.snapshots]
+        for i, snap in enumerate(run.snapshots):
+            if snap.time_ns > e.time_ns and not shown[i] and any(shown[:i]):
+                found.setdefault(whose(run, e) or str(endpoint(e)), []).append(
+                    f"its last recorded change is to {_kernel_name(e.new)}, yet the snapshot {snap.label!r} "
+                    f"no longer shows it: its change to TCP_CLOSE was not recorded")
+                break
     return found
+
+
+def _shows(rows: Sequence[SocketRow], e: StateChange) -> bool:
+    """Whether a snapshot's rows hold the socket of `e`: its host, its address and port (any port
+    while it had none yet), and its peer (none for a listener)."""
+    local, remote = endpoint(e), peer(e)
+    for row in rows:
+        if row.netid != "tcp" or row.host != e.host or local is None or row.local.address != local.address:
+            continue
+        if local.port and row.local.port != local.port:
+            continue
+        if e.new is State.LISTEN or row.peer == remote:
+            return True
+    return False
 
 
 def resets(run: Observed) -> list[tuple[str, str, State | None]]:

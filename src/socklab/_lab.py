@@ -26,15 +26,12 @@ from . import _capture, _counters, _degraded, _hosts, _netns, _ports, _records, 
 from ._records import Call, Calling, Frames, Named, Note, Snapshot, Value
 from ._vocab import Endpoint, State, short_repr
 
-DEFAULT_TIMEOUT = 10.0
-
 #: Names of the poll(2) events, for reporting what wait_poll saw.
 POLL_EVENTS = {
     select.POLLIN: "POLLIN", select.POLLPRI: "POLLPRI", select.POLLOUT: "POLLOUT",
     select.POLLERR: "POLLERR", select.POLLHUP: "POLLHUP", select.POLLNVAL: "POLLNVAL",
     getattr(select, "POLLRDHUP", 0x2000): "POLLRDHUP",
 }
-
 
 
 def poll_names(mask: int) -> str:
@@ -463,9 +460,6 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
         pause = min(pause * 2, 0.01)
 
 
-
-
-
 def seconds(value: object, name: str = "timeout", zero: bool = True) -> float:
     """A timeout as a float, or a clear error: a finite number of seconds, not negative
     (and above 0 unless `zero`: a wait may just look, a run must have time to run)."""
@@ -475,4 +469,3 @@ def seconds(value: object, name: str = "timeout", zero: bool = True) -> float:
         raise ValueError(f"{name} must be a finite number of seconds {'at least' if zero else 'above'} 0, "
                          f"not {value!r} (for example {name}=10)")
     return float(value)
-

@@ -34,6 +34,8 @@ import os
 import socket
 import struct
 
+from . import _capture
+
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 
@@ -125,7 +127,7 @@ def enter(mode: str) -> None:
 def can_capture() -> tuple[bool, str]:
     """Whether this process may open an AF_PACKET socket; (ok, reason)."""
     try:
-        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()  # CAP_NET_RAW is checked at creation
+        _capture.close_unwaited(socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))  # CAP_NET_RAW: at creation
     except OSError as e:
         name = errno.errorcode.get(e.errno or 0, str(e.errno))
         return False, f"opening a packet socket failed: {name} ({e.strerror})"

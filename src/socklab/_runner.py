@@ -72,7 +72,6 @@ class ScenarioKilled(ScenarioError):
     """The scenario's process was killed by a signal it did not expect."""
 
 
-
 def run(scenario: Callable[[Lab], Any], *, name: str | None = None, timeout: float = DEFAULT_TIMEOUT,
         allow_signals: bool = False, kernel_events: bool = True, wire: _hosts.Wire | None = None) -> Run:
     """Run `scenario(lab)` in a private network namespace and return what it did.

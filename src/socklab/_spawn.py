@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Every scenario (and the isolation probe) runs in a child process, for the
-reasons ``_lab`` gives. ``fork()`` copies only the calling thread: when another
+reasons ``_runner`` gives. ``fork()`` copies only the calling thread: when another
 thread of the parent holds a lock at that moment (malloc's, the import lock, a
 logging handler's), the child can deadlock on it. Python 3.12 and later warn
 about exactly this (``DeprecationWarning: This process ... is multi-threaded,

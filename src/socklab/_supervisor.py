@@ -116,6 +116,8 @@ def supervise(scenario: Callable[[Lab], Any], isolation: _netns.Isolation, paren
             if events:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
             _scenario_process(scenario, isolation, fd, me, previous_sigterm, net)
+        if net is not None and net.link is not None:  # else our exit would wait for its grace period
+            net.link.forget()
         scenario_fd = os.pidfd_open(pid)
         stopped = ""
         try:

@@ -187,6 +187,12 @@ class Link:
         with self._changed:
             self.delay_ns = round(seconds * 1e9)
 
+    def forget(self) -> None:
+        """In a process that will not relay (the supervisor, once it has forked the scenario's
+        process): close this process's copy of the relay's socket, without waiting for its RCU
+        grace period; the relay's own copy is untouched."""
+        _capture.close_unwaited(self._sock)
+
     def start(self) -> None:
         # The relay needs the GIL within microseconds of its deadline; by default a busy
         # scenario thread would keep it for up to 5 ms (sys.getswitchinterval()).
