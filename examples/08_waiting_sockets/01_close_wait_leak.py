@@ -228,9 +228,12 @@ with still_open.claim("nothing was sent after the ACK of the client's FIN, up to
 with still_open.claim("the client stayed in FIN-WAIT-2 longer than 1.5 s, longer than tcp_fin_timeout"):
     waited = (later - still_open.packets[4].time_ns) / 1e9
     assert waited > 1.5 > int(still_open.value(FIN_TIMEOUT)), f"it was {waited:.3f} s"
-with default.claim("the default orphan's timer shows about 60 s"):
-    assert default.value(FIN_TIMEOUT) == "60" and 59_000 <= (default_orphan.timer_ms or 0) <= 60_000, (
-        f"it shows {default_orphan.timer}")
+with default.claim("the default orphan's timer started at 60 s: it shows 60 s less at most the time since close()"):
+    # the timer starts after close() began; a busy machine only makes the table later, not the timer longer
+    since_close = (default.snapshot("after the client's close").time_ns - default.call("close()").start_ns) / 1e6
+    assert default.value(FIN_TIMEOUT) == "60", default.value(FIN_TIMEOUT)
+    assert 60_000 - since_close - 10 <= (default_orphan.timer_ms or 0) <= 60_000, (
+        f"it shows {default_orphan.timer}, {since_close:.0f} ms after close() began")
 socklab.show(run.about())
 
 # %%
