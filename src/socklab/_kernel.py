@@ -49,22 +49,24 @@ Rules, each from a measured trap:
   socket for a timewait mini-socket, so TIME_WAIT shows as the ``state`` of the
   mini-socket when it sends a reset (reason ``TCP_TIMEWAIT_SOCKET``).
 
-Known limit (measured, Linux 6.18): one run in 300 to 1000 (of 40 events each)
-lacks one event. Mostly the same kind: FIN_WAIT1 -> FIN_WAIT2 when the ACK of a
-FIN is handled in a softirq on the other CPU, on top of another process's
-task; once, in a docs build, an orphan's FIN_WAIT1 -> CLOSE on its timer.
-ftrace (a tracefs instance) records such an event; no BPF program runs for
-it: not ours (its match counter, :meth:`Recorder.stats`, does not move, the ring
-refused nothing, and the programs count no ``recursion_misses``, see
-:attr:`Recorder.missed`), nor a test program attached as a raw tracepoint. The
-suspect is BPF's recursion protection (a program does not run on a CPU where
-one is already running; the perf path drops such an event without counting
-it). Busy bpf(2) map calls on every CPU meanwhile did not change the rate
-(2 lost in 300 runs, against 1 in 300 without). A run tells where the kernel's
-own rules prove a loss (``_events.lost``: a socket's changes do not chain, or
-it left the socket table with no change to CLOSE): its events table warns, and
-a claim on that socket's transitions is reported unchecked, never broken or
-passed. The tests measure the rate.
+Known limit of the machines this site is built on (a Firecracker sandbox,
+Linux 6.18.44-fc), measured: no BPF or perf program runs for any tracepoint hit
+while a thread of the sandbox's agent (pid 1, ``/process_api``) is ``current``,
+including a softirq that happens to run on top of it, and nothing counts it
+(``recursion_misses`` stay 0, the ring refuses nothing). ftrace still records
+such a softirq's events. In 9,400 runs of the tests' reference scenario 17
+lacked one event, always FIN_WAIT1 -> FIN_WAIT2 (the ACK of a FIN, handled in a
+softirq); in a 3,000-run batch all 8 such events that ftrace saw on top of
+pid 1's threads were lost, and none of about 2,990 in any other context. A raw
+tracepoint program missed exactly the same events, so no other attachment
+helps (fentry is refused here); plain perf sampling of ``irq:softirq_entry`` is
+blind in that context too. Once, in a docs build, an orphan's FIN_WAIT1 ->
+CLOSE on its timer was lost the same way. A machine without such an agent
+should not lose these events. A run tells where the kernel's own rules prove a
+loss (``_events.lost``: a socket's changes do not chain, or it left the socket
+table with no change to CLOSE): its events table warns, and a claim on that
+socket's transitions is reported unchecked, never broken or passed. The tests
+measure the rate.
 
 Where recording is impossible (not root, inside a user namespace, no BTF, bpf(2)
 refused) :func:`recorder` returns :class:`Unavailable` with the reason and the
