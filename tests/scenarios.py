@@ -102,6 +102,9 @@ def close_then_send_two_hosts(lab):
     lab.call(server.close, label="close")
     lab.wait_packet("F.")
     lab.wait_state(client, "CLOSE_WAIT")
+    # the client's kernel may delay its ACK of the FIN; sent first, the byte would carry it, and the server
+    # would meet data in FIN-WAIT-1 (TCP_ABORT_ON_DATA) instead of FIN-WAIT-2 (a timewait socket): wait for it
+    lab.link.wait_packet(".", sender="client", after=1, fate="delivered")
     lab.call(client.send, b"a", socket.MSG_NOSIGNAL, label="send #1")
     lab.wait_packet("R")
     lab.call(client.send, b"a", socket.MSG_NOSIGNAL, label="send #2")

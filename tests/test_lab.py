@@ -699,9 +699,10 @@ def test_a_two_hosts_run_shows_each_hosts_sockets_and_the_link_as_its_capture():
     assert "one-way delay 20 ms (round trip 40 ms)" in str(run.about())
     assert "packets on the link" in str(run.trace())
     # one reset per segment that met the closed socket: under load a loss probe can send a second segment
-    # before the first reset lands (CI met 2), so the counter is checked against the link, not a constant
+    # before the first reset lands (CI met 2), and its reset may leave after the capture ended (CI met that
+    # too: the link showed 1), so the server's own counter has at least the resets the link carried
     resets = [p for p in run.packets if "R" in p.flags and p.sport == 4321]
-    assert resets and (run.counters or {}).get("server:TcpOutRsts") == len(resets), (run.counters, run.flow())
+    assert resets and (run.counters or {}).get("server:TcpOutRsts", 0) >= len(resets), (run.counters, run.flow())
 
 
 def test_across_a_round_trip_every_send_before_the_reset_lands_succeeds():
