@@ -5,6 +5,17 @@ import socket
 PORT = 4321
 
 
+def connected_across(lab):
+    """On two hosts: a listener on the server host, a client on the client host connected to it
+    across the link, and the accepted socket (the listener is returned so that it stays open)."""
+    with lab.server:
+        listener = socket.create_server(("0.0.0.0", PORT))
+    with lab.client:
+        client = socket.create_connection((lab.server.ipv4, PORT))
+    server, _ = listener.accept()
+    return listener, client, server
+
+
 def close_then_send(lab):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -74,11 +85,7 @@ def empty(lab):
 
 def across_a_round_trip(lab):
     """The seed's central scenario on two hosts: the server closes, the client sends until the RST lands."""
-    with lab.server:
-        listener = socket.create_server(("0.0.0.0", PORT))
-    with lab.client:
-        client = socket.create_connection((lab.server.ipv4, PORT))
-    server, _ = listener.accept()
+    listener, client, server = connected_across(lab)
     lab.snapshot("connected")
     lab.call(server.close, label="close")
     lab.wait_packet("F.")
@@ -94,11 +101,7 @@ def across_a_round_trip(lab):
 
 def close_then_send_two_hosts(lab):
     """The seed's scenario (close, send, RST, send) with the client and the server on two hosts."""
-    with lab.server:
-        listener = socket.create_server(("0.0.0.0", PORT))
-    with lab.client:
-        client = socket.create_connection((lab.server.ipv4, PORT))
-    server, _ = listener.accept()
+    listener, client, server = connected_across(lab)
     lab.call(server.close, label="close")
     lab.wait_packet("F.")
     lab.wait_state(client, "CLOSE_WAIT")

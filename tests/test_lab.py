@@ -719,11 +719,7 @@ def test_across_a_round_trip_every_send_before_the_reset_lands_succeeds():
 
 def test_a_packet_the_link_drops_is_marked_in_the_trace_and_the_ladder():
     def lost_fin(lab):
-        with lab.server:
-            listener = socket.create_server(("0.0.0.0", scenarios.PORT))
-        with lab.client:
-            client = socket.create_connection((lab.server.ipv4, scenarios.PORT))
-        server, _ = listener.accept()
+        listener, client, server = scenarios.connected_across(lab)
         lab.link.drop(lambda p: "F" in p.flags, count=1, name="the first FIN")
         lab.call(client.close, label="close")
         lab.wait_packet("F.", sport=client_port, after=1)  # the retransmission
@@ -741,11 +737,7 @@ def test_a_packet_the_link_drops_is_marked_in_the_trace_and_the_ladder():
 
 def forged_syn(lab):
     """The scripted peer sends a SYN into an established connection; the client's challenge ACK."""
-    with lab.server:
-        listener = socket.create_server(("0.0.0.0", scenarios.PORT))
-    with lab.client:
-        client = socket.create_connection((lab.server.ipv4, scenarios.PORT))
-    server, _ = listener.accept()
+    listener, client, server = scenarios.connected_across(lab)
     lab.net.forge(lab.server, "S", sport=scenarios.PORT, dport=50000, seq=1000)
     lab.link.wait_packet(".", sender="client", after=1)  # the client's challenge ACK
     lab.snapshot("after")
@@ -797,11 +789,7 @@ def test_a_socket_left_to_close_as_the_scenario_returns_has_its_fin_delivered_no
     then; the run waits for what is on the link, so those FINs must be delivered, every time (the
     relay used to be read after the run took stock of the link: 1 run in 3 lost the FIN)."""
     def leaves_its_sockets(lab):
-        with lab.server:
-            listener = socket.create_server(("0.0.0.0", scenarios.PORT))
-        with lab.client:
-            client = socket.create_connection((lab.server.ipv4, scenarios.PORT))
-        server, _ = listener.accept()
+        listener, client, server = scenarios.connected_across(lab)
         lab.wait_state(server, "ESTABLISHED")
         lab.wait_state(client, "ESTABLISHED")
 

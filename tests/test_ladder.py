@@ -8,6 +8,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
+import scenarios
 import socklab
 from builders import call, row
 from socklab import _ladder
@@ -224,11 +225,7 @@ def test_ladder_of_a_real_run_matches_its_packets_states_and_calls():
 
 def rst_held_on_the_link(lab):
     """The seed's scenario on two hosts, the server's RST held on the link while the client sends twice more."""
-    with lab.server:
-        listener = socket.create_server(("0.0.0.0", 4321))
-    with lab.client:
-        client = socket.create_connection((lab.server.ipv4, 4321))
-    server, _ = listener.accept()
+    listener, client, server = scenarios.connected_across(lab)
     lab.call(server.close, label="close")
     lab.wait_packet("F.")
     lab.wait_state(client, "CLOSE_WAIT")
@@ -294,11 +291,7 @@ def test_what_became_of_a_lost_packet_is_written_clear_of_the_rows_after_it():
     """On a two-hosts run, a packet the link drops ends in a cross with its fate written under it;
     the call just after it (the next send) must not be written over that text."""
     def dropped_then_sent_again(lab):
-        with lab.server:
-            listener = socket.create_server(("0.0.0.0", 4321))
-        with lab.client:
-            client = socket.create_connection((lab.server.ipv4, 4321))
-        server, _ = listener.accept()
+        listener, client, server = scenarios.connected_across(lab)
         lab.link.drop(lambda p: p.length > 0, count=1, name="the first byte")
         lab.call(client.send, b"a", label="send of the first byte")
         lab.call(client.send, b"b", label="send of the second byte")
