@@ -275,6 +275,7 @@ def test_dropped_syns_make_connect_time_out_like_a_firewall():
                 client = socket.socket()
             client.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT, 500)
             lab.call(client.connect, (SERVER, PORT), label="connect")
+            net.link.wait_packet("S", sender="client", after=1)  # sent just before connect() gives up
             lab.record("frames", net.frames())
             client.close()
             listener.close()
@@ -516,6 +517,8 @@ def test_keepalive_with_shortened_sysctls_gives_up_on_a_silent_peer():
             net.link.drop(sent_by(net.server))
             client.settimeout(5)
             lab.call(client.recv, 1, label="recv")
+            # the RST leaves before recv() returns, but may reach the link after it
+            net.link.wait_packet("R.", sender="client")
             lab.record("frames", net.frames())
             for s in (listener, client, server):
                 s.close()
