@@ -206,6 +206,8 @@ def test_an_rst_into_time_wait_ends_it_unless_tcp_rfc1337_is_set(rfc1337, answer
             fin = net.link.wait_packet("F.", sender="server", fate=DELIVERED).packet
             with net.client:
                 lab.wait_state((f"{CLIENT}:50000", f"{SERVER}:{PORT}"), "TIME_WAIT")
+            # its ACK of the FIN first, or it could be read from the link after the probe and taken for the reply
+            net.link.wait_packet(".", sender="client", match=lambda p: p.ack == fin.seq + 1)
             net.forge(net.server, "R", sport=PORT, dport=50000, seq=fin.seq + 1)  # exactly RCV.NXT
             # an old ACK: a TIME_WAIT socket answers it with an ACK, no socket at all with an RST
             probe = net.forge(net.server, "A", sport=PORT, dport=50000, seq=fin.seq, ack=fin.ack)
@@ -241,7 +243,7 @@ def test_a_slowed_segment_is_overtaken_by_the_next_one():
         with two_hosts(delay=0.005) as net:
             listener, client, server = connected(net)
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            net.link.slow(lambda p: p.payload == b"first", 0.030, count=1)
+            net.link.slow(lambda p: p.payload == b"first", 0.100, count=1)  # longer than any stall before "second"
             client.send(b"first")
             net.link.wait_packet("P.", sender="client", match=lambda p: p.payload == b"first")
             client.send(b"second")
@@ -413,7 +415,8 @@ def test_two_hosts_work_for_an_unprivileged_user(unprivileged):
     assert result.returncode == 0, result.stderr
     ids, rtt, fins = result.stdout.splitlines()
     assert ids == "65534 userns+netns False 7"  # no real-time relay without CAP_SYS_NICE
-    assert 45 <= int(rtt) <= 80, f"RTT {rtt} ms for 50 ms set (no real-time priority: scheduler jitter)"
+    # up to 20 ms late a hop without real-time priority (scheduler jitter under load)
+    assert 45 <= int(rtt) <= 95, f"RTT {rtt} ms for 50 ms set (no real-time priority: scheduler jitter)"
     assert fins == "F.:dropped F.:delivered"
 
 
@@ -452,12 +455,15 @@ def test_a_changed_delay_applies_to_the_frames_that_follow():
             server.settimeout(5)
             server.recv(100)
             lab.record("frames", net.frames())
+            lab.record("realtime", net.settings()["realtime relay"])
             for s in (listener, client, server):
                 s.close()
 
-    frames = [f for f in socklab.run(scenario).value("frames") if f.packet is not None]
-    assert frames[0].transit < 0.005
-    assert next(f for f in frames if f.packet.length).transit == pytest.approx(0.020, abs=0.005)
+    run = socklab.run(scenario)
+    late = 0.005 if run.value("realtime") else 0.020  # see test_round_trip_time_is_twice_the_one_way_delay
+    frames = [f for f in run.value("frames") if f.packet is not None]
+    assert frames[0].transit < late
+    assert next(f for f in frames if f.packet.length).transit == pytest.approx(0.020, abs=late)
 
 
 def test_across_a_round_trip_every_send_before_the_rst_arrives_succeeds():

@@ -166,7 +166,7 @@ timers.within("the timer's first retransmission, one RTO after the loss probe", 
 timers.within("the timer's second retransmission, after twice the RTO", DATA[2].time_ns, DATA[3].time_ns,
               2 * RTO, TOLERANCE)
 timers.within("ETIMEDOUT, TCP_USER_TIMEOUT after the first timer retransmission", DATA[2].time_ns, RECV.time_ns,
-              1.0, 0.1)
+              1.0, 0.3)  # the call's return is stamped in user space: a loaded machine wakes the program late
 if not (0.2 <= RTO <= 0.3 and retrans_info.retransmits == 1 and retrans_info.backoff == 1):
     raise socklab.ClaimError(f"the page says the RTO is 200 ms plus the round trip, and one timer retransmission "
                              f"backed off once; TCP_INFO says rto {RTO * 1000:.0f} ms, retransmits "

@@ -50,6 +50,7 @@ def dead_while_idle(lab):
     lab.link.wait_packet(".", sender="client", after=1, timeout=3)  # the first probe (after the handshake's ACK)
     lab.snapshot("first probe sent")
     lab.call(client.recv, 1024, label="recv()")  # blocks until keepalive gives up
+    lab.link.wait_packet("R.", sender="client", fate="cut")  # sent as it gives up; may reach the link later
     lab.snapshot("after recv()")
 
     for name in KEEPALIVE_SYSCTLS:  # the defaults, on the host whose sysctls the run left alone
