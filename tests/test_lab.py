@@ -403,9 +403,13 @@ def test_what_a_scenario_leaves_running_ends_with_the_run_and_is_named():
 
 
 HANGS_AFTER_STARTING_A_SLEEP = textwrap.dedent("""
-    import os, select, subprocess, sys
+    import os, select, signal, subprocess, sys
     sys.path.insert(0, sys.argv[1])
     import socklab
+
+    # Ctrl-C raises KeyboardInterrupt as in a program run from a terminal, even when this suite
+    # runs in the background (a shell starts background jobs with SIGINT ignored, which children inherit)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def hangs(lab):
         sleeper = subprocess.Popen(["sleep", "60"])
@@ -434,7 +438,7 @@ def test_ctrl_c_stops_a_hanging_run_promptly_and_leaves_nothing(tmp_path):
         _, err = parent.communicate(timeout=10)
     finally:
         parent.kill()
-        parent.wait()
+        parent.communicate()  # reaps it and closes its pipe, also when the wait above timed out
     assert "KeyboardInterrupt" in err
     for pid in (scenario, sleeper):
         wait_until(lambda pid=pid: not alive(pid))
