@@ -149,8 +149,10 @@ def _shows(rows: Sequence[SocketRow], e: StateChange) -> bool:
     """Whether a snapshot's rows hold the socket of `e`: its host, its address and port (any port
     while it had none yet), and its peer (none for a listener)."""
     local, remote = endpoint(e), peer(e)
+    if local is None:
+        return False
     for row in rows:
-        if row.netid != "tcp" or row.host != e.host or local is None or row.local.address != local.address:
+        if row.netid != "tcp" or row.host != e.host or row.local.address != local.address:
             continue
         if local.port and row.local.port != local.port:
             continue
